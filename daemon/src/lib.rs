@@ -1,0 +1,1 @@
+//! berthd, the berth daemon (later issues fill this in).

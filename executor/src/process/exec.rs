@@ -1,0 +1,135 @@
+//! A process exec'd into a running container (`exec`): the cloned child
+//! joins the init's namespaces, forks into its pid namespace, applies the
+//! process's identity and confinement, and execs. Between clone and exec:
+//! async-signal-safe calls only.
+
+use std::convert::Infallible;
+use std::os::fd::RawFd;
+
+use super::channel::{self, Kind, Msg, Stage};
+use super::plan::{NsJoin, ProcessPlan};
+use super::{finalize, Failure};
+use crate::error::Errno;
+use crate::spec::NamespaceType;
+use crate::sys::{fd, proc, socket};
+
+/// Everything the exec'd process needs.
+pub(crate) struct ExecPlan {
+    pub sync: RawFd,
+    pub console: Option<RawFd>,
+    pub stdio: Option<[RawFd; 3]>,
+    /// The init's namespaces (user last).
+    pub joins: Vec<NsJoin>,
+    /// Fork after joining: the pid namespace only applies to children.
+    pub fork_again: bool,
+    pub process: ProcessPlan,
+}
+
+fn fail(stage: Stage, index: usize, errno: Errno, what: &'static str) -> Failure {
+    Failure::new(stage, index, errno, what)
+}
+
+/// Entry point in the cloned child.
+pub(crate) fn run(plan: &mut ExecPlan) -> Infallible {
+    let sync = plan.sync;
+    let failure = match run_steps(plan) {
+        Ok(never) => match never {},
+        Err(f) => f,
+    };
+    failure.report(sync);
+    proc::exit(1)
+}
+
+fn channel_fail(errno: Errno) -> Failure {
+    fail(Stage::Channel, 0, errno, "sync with runtime")
+}
+
+fn run_steps(plan: &mut ExecPlan) -> Result<Infallible, Failure> {
+    let sync = plan.sync;
+    proc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong).map_err(channel_fail)?;
+    match channel::recv(sync) {
+        Ok(Some(m)) if m.kind == Kind::Continue => {}
+        Ok(_) => return Err(channel_fail(Errno(libc::EPROTO))),
+        Err(e) => return Err(channel_fail(e)),
+    }
+    if let Some(stdio) = plan.stdio {
+        for (target, src) in stdio.iter().enumerate() {
+            fd::dup2(*src, target as RawFd)
+                .map_err(|e| fail(Stage::Channel, target, e, "dup2 stdio"))?;
+        }
+    }
+    // Non-user namespaces first, while we hold the runtime's privileges.
+    for j in plan.joins.iter().filter(|j| j.typ != NamespaceType::User) {
+        proc::setns(j.fd, j.typ.clone_flag())
+            .map_err(|e| fail(Stage::Namespace, j.index, e, "setns"))?;
+    }
+    for j in plan.joins.iter().filter(|j| j.typ == NamespaceType::User) {
+        proc::setns(j.fd, libc::CLONE_NEWUSER)
+            .map_err(|e| fail(Stage::Namespace, j.index, e, "setns"))?;
+    }
+    for j in &plan.joins {
+        fd::close(j.fd);
+    }
+    if plan.fork_again {
+        // SAFETY: single-threaded; the child continues with async-signal-safe steps.
+        match unsafe { proc::fork_with(libc::CLONE_PARENT as u64, None) } {
+            Ok(proc::Forked::Child) => {
+                proc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
+                    .map_err(channel_fail)?;
+            }
+            Ok(proc::Forked::Parent { pid, .. }) => {
+                let _ = channel::send(sync, &Msg::with_value(Kind::Pid, pid as i64));
+                proc::exit(0);
+            }
+            Err(e) => return Err(fail(Stage::Fork, 0, e, "fork into the pid namespace")),
+        }
+    }
+    if plan.process.terminal {
+        let console = plan
+            .console
+            .ok_or_else(|| fail(Stage::Console, 0, Errno(libc::EINVAL), "no console socket"))?;
+        proc::setsid().map_err(|e| fail(Stage::Console, 0, e, "setsid"))?;
+        setup_pty(console, plan.process.console_size)?;
+    }
+    finalize::prepare(&mut plan.process)?;
+    proc::prctl(libc::PR_SET_PDEATHSIG, 0).map_err(channel_fail)?;
+    channel::send(sync, &Msg::new(Kind::Ready)).map_err(channel_fail)?;
+    Err(finalize::exec(&plan.process))
+}
+
+/// A pty from the container's devpts; the master goes to the console socket.
+fn setup_pty(console: RawFd, size: Option<(u16, u16)>) -> Result<(), Failure> {
+    let f = |e, what| fail(Stage::Console, 0, e, what);
+    let master = crate::sys::fs::open(c"/dev/ptmx", libc::O_RDWR | libc::O_NOCTTY, 0)
+        .map_err(|e| f(e, "open /dev/ptmx"))?;
+    let mut unlock: libc::c_int = 0;
+    proc::ioctl_ptr(master, libc::TIOCSPTLCK, &mut unlock).map_err(|e| f(e, "unlock pty"))?;
+    const TIOCGPTPEER: libc::c_ulong = 0x5441;
+    let slave = proc::ioctl_int(
+        master,
+        TIOCGPTPEER,
+        (libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) as libc::c_ulong,
+    )
+    .map_err(|e| f(e, "open pty peer"))?;
+    if let Some((rows, cols)) = size {
+        let mut ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        proc::ioctl_ptr(master, libc::TIOCSWINSZ, &mut ws).map_err(|e| f(e, "set window size"))?;
+    }
+    socket::send_fd(console, b"/dev/ptmx", master)
+        .map_err(|e| f(e, "send pty master to console socket"))?;
+    fd::close(master);
+    fd::close(console);
+    proc::ioctl_int(slave, libc::TIOCSCTTY, 0).map_err(|e| f(e, "set controlling terminal"))?;
+    for target in 0..3 {
+        fd::dup2(slave, target).map_err(|e| f(e, "dup2 pty slave"))?;
+    }
+    if slave > 2 {
+        fd::close(slave);
+    }
+    Ok(())
+}

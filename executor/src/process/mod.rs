@@ -1,0 +1,71 @@
+//! Creating processes inside containers. One file per role, as in youki:
+//! `plan.rs` (what the runtime prepares before clone), `spawn.rs` (the
+//! runtime's side of creating the init), `init.rs` (the container init, from
+//! clone to exec), `exec.rs` (joining a running container), `finalize.rs`
+//! (the last steps before exec, shared by both), `channel.rs` (their
+//! messages), and `hooks.rs` (OCI hooks run by the runtime).
+
+pub(crate) mod channel;
+pub(crate) mod exec;
+pub(crate) mod finalize;
+pub(crate) mod hooks;
+pub(crate) mod init;
+pub(crate) mod plan;
+pub(crate) mod spawn;
+
+use std::os::fd::RawFd;
+
+use crate::error::Errno;
+use channel::{Msg, Stage};
+
+/// A failed step in a child process, reported to the runtime over the channel.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Failure {
+    pub stage: Stage,
+    pub index: usize,
+    pub errno: Errno,
+    /// The call that failed.
+    pub what: &'static str,
+    /// A path or name from the plan (copied, truncated to fit).
+    detail: [u8; DETAIL_LEN],
+    detail_len: usize,
+    /// Extra number (a hook's wait status).
+    pub value: i64,
+}
+
+const DETAIL_LEN: usize = 128;
+
+impl Failure {
+    pub(crate) fn new(stage: Stage, index: usize, errno: Errno, what: &'static str) -> Failure {
+        Failure {
+            stage,
+            index,
+            errno,
+            what,
+            detail: [0; DETAIL_LEN],
+            detail_len: 0,
+            value: 0,
+        }
+    }
+
+    /// Adds a path or name (no allocation).
+    pub(crate) fn with_detail(mut self, detail: &[u8]) -> Failure {
+        let n = detail.len().min(DETAIL_LEN);
+        self.detail[..n].copy_from_slice(&detail[..n]);
+        self.detail_len = n;
+        self
+    }
+
+    /// Sends the failure on `fd` (async-signal-safe).
+    pub(crate) fn report(&self, fd: RawFd) {
+        let mut m = Msg::error(
+            self.stage,
+            self.index,
+            self.errno,
+            self.what,
+            &self.detail[..self.detail_len],
+        );
+        m.value = self.value;
+        let _ = channel::send(fd, &m);
+    }
+}

@@ -1,0 +1,149 @@
+//! mount(2), umount2(2) and pivot_root(2).
+
+use super::{cvt, cvt_long, SysResult};
+
+/// mount(2). `None` pointers are passed as NULL.
+pub fn mount(
+    source: *const libc::c_char,
+    target: *const libc::c_char,
+    fstype: *const libc::c_char,
+    flags: libc::c_ulong,
+    data: *const libc::c_char,
+) -> SysResult<()> {
+    // SAFETY: every pointer is NULL or a NUL-terminated string owned by the caller.
+    cvt(unsafe { libc::mount(source, target, fstype, flags, data.cast()) }).map(drop)
+}
+
+/// Changes the propagation type of the mount at `target`.
+pub fn set_propagation(target: *const libc::c_char, flags: libc::c_ulong) -> SysResult<()> {
+    mount(
+        std::ptr::null(),
+        target,
+        std::ptr::null(),
+        flags,
+        std::ptr::null(),
+    )
+}
+
+pub fn umount2(target: *const libc::c_char, flags: libc::c_int) -> SysResult<()> {
+    // SAFETY: target is NUL-terminated.
+    cvt(unsafe { libc::umount2(target, flags) }).map(drop)
+}
+
+pub fn pivot_root(new_root: *const libc::c_char, put_old: *const libc::c_char) -> SysResult<()> {
+    // SAFETY: both paths are NUL-terminated.
+    cvt_long(unsafe { libc::syscall(libc::SYS_pivot_root, new_root, put_old) }).map(drop)
+}
+
+/// Maps statfs(2) `f_flags` (ST_*) to the MS_* flags a bind remount must keep:
+/// the kernel refuses to clear "locked" flags in a user namespace.
+pub fn locked_flags(statfs_flags: libc::c_ulong) -> libc::c_ulong {
+    let mut f = 0;
+    for (st, ms) in [
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+        (libc::ST_RDONLY, libc::MS_RDONLY),
+    ] {
+        if statfs_flags & st != 0 {
+            f |= ms;
+        }
+    }
+    f
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+pub const MOUNT_ATTR__ATIME: u64 = 0x70;
+pub const MOUNT_ATTR_RELATIME: u64 = 0x0;
+pub const MOUNT_ATTR_NOATIME: u64 = 0x10;
+pub const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+pub const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+pub const MOUNT_ATTR_IDMAP: u64 = 0x100000;
+pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x200000;
+const AT_RECURSIVE: libc::c_int = 0x8000;
+const SYS_MOUNT_SETATTR: libc::c_long = 442;
+const SYS_OPEN_TREE: libc::c_long = 428;
+const SYS_MOVE_MOUNT: libc::c_long = 429;
+pub const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+
+/// mount_setattr(2) on `dirfd`/`path`, recursively when `recursive`.
+pub fn mount_setattr(
+    dirfd: libc::c_int,
+    path: *const libc::c_char,
+    recursive: bool,
+    set: u64,
+    clear: u64,
+    userns_fd: Option<libc::c_int>,
+) -> SysResult<()> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: userns_fd.map(|f| f as u64).unwrap_or(0),
+    };
+    let mut flags = libc::AT_EMPTY_PATH;
+    if recursive {
+        flags |= AT_RECURSIVE;
+    }
+    // SAFETY: attr is a valid mount_attr of the size passed; path is NUL-terminated.
+    cvt_long(unsafe {
+        libc::syscall(
+            SYS_MOUNT_SETATTR,
+            dirfd,
+            path,
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })
+    .map(drop)
+}
+
+/// open_tree(2): a detached copy of the mount tree at `path` (OPEN_TREE_CLONE).
+pub fn open_tree(
+    dirfd: libc::c_int,
+    path: *const libc::c_char,
+    flags: libc::c_uint,
+) -> SysResult<libc::c_int> {
+    // SAFETY: path is NUL-terminated.
+    cvt_long(unsafe {
+        libc::syscall(
+            SYS_OPEN_TREE,
+            dirfd,
+            path,
+            flags | libc::O_CLOEXEC as libc::c_uint,
+        )
+    })
+    .map(|fd| fd as libc::c_int)
+}
+
+/// move_mount(2) of a detached tree fd onto `target`.
+pub fn move_mount_fd(from: libc::c_int, target: *const libc::c_char) -> SysResult<()> {
+    // SAFETY: "" and target are NUL-terminated.
+    cvt_long(unsafe {
+        libc::syscall(
+            SYS_MOVE_MOUNT,
+            from,
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target,
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    })
+    .map(drop)
+}

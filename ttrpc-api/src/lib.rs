@@ -1,0 +1,1 @@
+//! The ttrpc wire layer for the shim protocol (filled in by the shim issue).
