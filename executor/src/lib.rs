@@ -10,6 +10,7 @@ pub mod caps;
 pub mod cgroups;
 pub mod container;
 pub mod create;
+pub mod criu;
 pub mod error;
 pub mod exec;
 pub(crate) mod process;

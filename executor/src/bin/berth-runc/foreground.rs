@@ -397,16 +397,62 @@ pub fn wait_readable(fd: &OwnedFd, timeout: Duration) -> bool {
     sig::poll(&mut fds, timeout.as_millis().min(i32::MAX as u128) as i32) > 0
 }
 
-pub fn checkpoint(_runtime: &Runtime, a: CheckpointArgs) -> Result<u8> {
-    Err(Error::Unsupported(format!(
-        "checkpoint {}: CRIU support is not built yet",
-        a.id
-    )))
+fn criu_options(a: &crate::args::CriuArgs) -> Result<berth_executor::criu::CriuOptions> {
+    let image_path = match &a.image_path {
+        Some(p) => p.clone(),
+        None => std::env::current_dir()
+            .map_err(|e| Error::io("current directory", e))?
+            .join("checkpoint"),
+    };
+    Ok(berth_executor::criu::CriuOptions {
+        image_path,
+        work_path: a.work_path.clone(),
+        tcp_established: a.tcp_established,
+        ext_unix_sk: a.ext_unix_sk,
+        shell_job: a.shell_job,
+        file_locks: a.file_locks,
+        empty_ns: a.empty_ns.clone(),
+        manage_cgroups_mode: a.manage_cgroups_mode.clone(),
+    })
 }
 
-pub fn restore(_runtime: &Runtime, a: RestoreArgs) -> Result<u8> {
-    Err(Error::Unsupported(format!(
-        "restore {}: CRIU support is not built yet",
-        a.id
-    )))
+pub fn checkpoint(runtime: &Runtime, a: CheckpointArgs) -> Result<u8> {
+    if a.page_server.is_some() || a.criu.lazy_pages {
+        return Err(Error::Unsupported("--page-server and --lazy-pages are not supported".into()));
+    }
+    let opts = berth_executor::criu::CheckpointOptions {
+        criu: criu_options(&a.criu)?,
+        leave_running: a.leave_running,
+        parent_path: a.parent_path.clone(),
+        pre_dump: a.pre_dump,
+    };
+    runtime.load(&a.id)?.checkpoint(&opts)?;
+    Ok(0)
+}
+
+pub fn restore(runtime: &Runtime, a: RestoreArgs) -> Result<u8> {
+    if a.console_socket.is_some() {
+        return Err(Error::Unsupported("restore of a container with a terminal is not supported".into()));
+    }
+    if !a.detach && !a.no_subreaper {
+        sig::set_subreaper();
+    }
+    let sigfd = if a.detach {
+        None
+    } else {
+        Some(sig::block_and_watch().map_err(|e| Error::io("set up signal forwarding", e))?)
+    };
+    let opts = berth_executor::criu::RestoreOptions {
+        criu: criu_options(&a.criu)?,
+        bundle: a.bundle.clone(),
+        pid_file: a.pid_file.clone(),
+        no_pivot: a.no_pivot,
+    };
+    let container = runtime.restore(&a.id, opts)?;
+    let Some(sigfd) = sigfd else { return Ok(0) };
+    let code = wait_forwarding(container.pid(), &sigfd, None);
+    if let Ok(c) = runtime.load(&a.id) {
+        c.delete(true)?;
+    }
+    Ok(code)
 }
