@@ -5,6 +5,7 @@
 //! container's cgroup, so the restored tree lands there.
 
 use std::ffi::CString;
+use std::os::fd::FromRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -55,6 +56,8 @@ pub struct RestoreOptions {
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub no_pivot: bool,
+    /// The restored process's stdin, stdout, stderr (default: ours).
+    pub stdio: Option<[std::os::fd::RawFd; 3]>,
 }
 
 /// The container's stdio at dump time, by /proc/<pid>/fd link.
@@ -275,6 +278,20 @@ impl Runtime {
                 }
                 Ok(())
             });
+        }
+        if let Some(fds) = opts.stdio {
+            // criu hands its own fds 0-2 to the restored process (--inherit-fd).
+            let dup = |fd| -> Result<Stdio> {
+                // SAFETY: fd is a valid descriptor owned by the caller; we
+                // duplicate it and own the duplicate.
+                let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+                if d < 0 {
+                    return Err(Error::io("dup stdio for criu", std::io::Error::last_os_error()));
+                }
+                // SAFETY: d was just created and is owned here.
+                Ok(Stdio::from(unsafe { std::os::fd::OwnedFd::from_raw_fd(d) }))
+            };
+            cmd.stdin(dup(fds[0])?).stdout(dup(fds[1])?).stderr(dup(fds[2])?);
         }
         let result = run_criu(cmd, "criu restore", &work.join("restore.log"));
         drop(netns_file);

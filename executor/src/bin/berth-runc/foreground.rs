@@ -447,6 +447,7 @@ pub fn restore(runtime: &Runtime, a: RestoreArgs) -> Result<u8> {
         bundle: a.bundle.clone(),
         pid_file: a.pid_file.clone(),
         no_pivot: a.no_pivot,
+        stdio: None,
     };
     let container = runtime.restore(&a.id, opts)?;
     let Some(sigfd) = sigfd else { return Ok(0) };
