@@ -91,6 +91,14 @@ impl TestImage {
         Ok(image)
     }
 
+    /// Builds the image into `dir` (which must not exist), bypassing the cache.
+    pub fn build_at(dir: &Path) -> io::Result<TestImage> {
+        let busybox = busybox_path();
+        let binary = fs::read(&busybox)?;
+        build(&busybox, binary, dir)?;
+        Ok(TestImage::at(dir))
+    }
+
     fn at(dir: &Path) -> TestImage {
         TestImage {
             dir: dir.to_path_buf(),

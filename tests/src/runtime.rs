@@ -85,6 +85,8 @@ pub struct Io {
     pub fds: Vec<OwnedFd>,
     /// Overrides `Runtime::timeout`.
     pub timeout: Option<Duration>,
+    /// The working directory of the call.
+    pub cwd: Option<PathBuf>,
 }
 
 /// Options of `create` and `run`.
@@ -307,6 +309,9 @@ fn create_args(verb: &str, id: &str, bundle: &Path, opts: &CreateOptions) -> Vec
 
 fn execute(cmd: &mut Command, io: Io, timeout: Duration, what: &str) -> io::Result<Output> {
     let timeout = io.timeout.unwrap_or(timeout);
+    if let Some(dir) = &io.cwd {
+        cmd.current_dir(dir);
+    }
     let (mut out, mut err, shared) = match io.output {
         Some(file) => (file.try_clone()?, file, true),
         None => (tempfile::tempfile()?, tempfile::tempfile()?, false),

@@ -46,10 +46,6 @@ pub enum Error {
     #[error("connection closed")]
     Closed,
 
-    /// The peer closed the connection in the middle of a frame.
-    #[error("connection closed in the middle of a frame")]
-    TruncatedFrame,
-
     /// `respond` was called for a stream id that has no request waiting for an answer.
     #[error("stream {0} has no request waiting for a response")]
     UnknownStream(u32),
@@ -84,5 +80,49 @@ impl Error {
     }
 }
 
+/// Local errors as the status a handler should answer with: the one place where this crate's
+/// failures meet containerd's error classes (a remote status passes through unchanged).
+impl From<Error> for Status {
+    fn from(err: Error) -> Status {
+        match err {
+            Error::Status(status) => status,
+            Error::Decode { .. } | Error::TypeUrl { .. } | Error::Address(_) => {
+                Status::invalid_argument(err.to_string())
+            }
+            Error::FrameTooLarge { .. } | Error::QueueFull { .. } => {
+                Status::resource_exhausted(err.to_string())
+            }
+            Error::Timeout(_) => Status::deadline_exceeded(err.to_string()),
+            Error::Closed => Status::unavailable(err.to_string()),
+            Error::ShortHeader { .. }
+            | Error::Encode { .. }
+            | Error::Io { .. }
+            | Error::UnknownStream(_) => Status::internal(err.to_string()),
+        }
+    }
+}
+
 /// Shorthand used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::Code;
+
+    #[test]
+    fn local_errors_map_to_containerd_classes() {
+        let bad_url = Error::TypeUrl {
+            got: "x".into(),
+            expected: "y".into(),
+        };
+        let st = Status::from(bad_url);
+        assert_eq!(st.code, Code::InvalidArgument);
+        assert!(st.message.ends_with(": invalid argument"), "{}", st.message);
+        assert_eq!(Status::from(Error::Closed).code, Code::Unavailable);
+        let remote = Status::not_found("container c1");
+        assert_eq!(Status::from(Error::Status(remote.clone())), remote);
+        let timeout = Status::from(Error::Timeout(Duration::from_secs(1)));
+        assert_eq!(timeout.code, Code::DeadlineExceeded);
+    }
+}

@@ -16,6 +16,18 @@
 //! Message types are those of `containerd-shim-protos` (re-exported as [`protos`]), generated
 //! for rust-protobuf 3.7.2 (re-exported as [`protobuf`]); depend on these re-exports so the
 //! versions always match.
+//!
+//! Driving it from mio (see `examples/mini_shim.rs` for the whole loop):
+//! - Listener token: on READABLE, `while let Some(s) = accept_same_user(&l)?` →
+//!   `ServerConnection::new(s)` + `register(registry, token)`.
+//! - Connection token: `on_writable()` if writable, then `on_readable()`; pass each
+//!   [`Incoming`] to [`dispatch`] and `respond(stream_id, reply)` when it returns `Some`.
+//!   Remember `(token, ctx.stream_id)` for [`TaskReply::Deferred`] calls and answer later with
+//!   `respond(stream_id, encode_reply(&msg))`.
+//! - After handling events and deferred answers: `sync_interest(registry)` on each
+//!   connection; deregister and drop those with `is_closed()`.
+//! - Publisher: give it its own token; `handle_event` on its events; poll with a timeout no
+//!   later than `next_deadline()` and call `on_timer(now)` every iteration.
 
 pub mod client;
 pub mod envelope;

@@ -1,7 +1,7 @@
 //! gRPC status codes and `google.rpc.Status`, as carried in `ttrpc.Response.status`.
 //!
 //! containerd maps codes to its errdefs classes (errdefs/grpc.go `FromGRPC`) and strips a
-//! trailing ": <class text>" from the message, so the class constructors here append that
+//! trailing `": <class text>"` from the message, so the class constructors here append that
 //! suffix the way Go's `fmt.Errorf("...: %w", errdefs.ErrNotFound)` does.
 
 use std::fmt;
@@ -140,32 +140,32 @@ impl Status {
         Status { code, message }
     }
 
-    /// errdefs NotFound: "<msg>: not found". containerd treats it specially (e.g. Delete).
+    /// errdefs NotFound: `"<msg>: not found"`. containerd treats it specially (e.g. Delete).
     pub fn not_found(message: impl Into<String>) -> Status {
         Status::errdefs(Code::NotFound, message)
     }
 
-    /// errdefs AlreadyExists: "<msg>: already exists".
+    /// errdefs AlreadyExists: `"<msg>: already exists"`.
     pub fn already_exists(message: impl Into<String>) -> Status {
         Status::errdefs(Code::AlreadyExists, message)
     }
 
-    /// errdefs InvalidArgument: "<msg>: invalid argument".
+    /// errdefs InvalidArgument: `"<msg>: invalid argument"`.
     pub fn invalid_argument(message: impl Into<String>) -> Status {
         Status::errdefs(Code::InvalidArgument, message)
     }
 
-    /// errdefs FailedPrecondition: "<msg>: failed precondition".
+    /// errdefs FailedPrecondition: `"<msg>: failed precondition"`.
     pub fn failed_precondition(message: impl Into<String>) -> Status {
         Status::errdefs(Code::FailedPrecondition, message)
     }
 
-    /// errdefs Unavailable: "<msg>: unavailable".
+    /// errdefs Unavailable: `"<msg>: unavailable"`.
     pub fn unavailable(message: impl Into<String>) -> Status {
         Status::errdefs(Code::Unavailable, message)
     }
 
-    /// errdefs NotImplemented (code Unimplemented): "<msg>: not implemented".
+    /// errdefs NotImplemented (code Unimplemented): `"<msg>: not implemented"`.
     pub fn unimplemented(message: impl Into<String>) -> Status {
         Status::errdefs(Code::Unimplemented, message)
     }

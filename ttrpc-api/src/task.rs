@@ -81,7 +81,7 @@ fn not_implemented<T>(method: &str) -> TaskReply<T> {
 macro_rules! task_service {
     ($( $(#[$doc:meta])* $wire:literal => $method:ident($req:ty) -> $resp:ty; )*) => {
         /// One method per `containerd.task.v2.Task` RPC. Defaults answer
-        /// Unimplemented "<Method>: not implemented"; the shim overrides what it supports.
+        /// Unimplemented `"<Method>: not implemented"`; the shim overrides what it supports.
         pub trait TaskService {
             $(
                 $(#[$doc])*

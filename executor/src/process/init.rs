@@ -159,6 +159,8 @@ fn run_steps(plan: &mut InitPlan) -> Result<Infallible, Failure> {
     }
     // Errors from here on go to `start` over its connection.
     plan.sync = conn;
+    // The state was captured during create, which has finished by now.
+    mark_created(&mut plan.state_buf, &mut plan.state_len);
     let state = &plan.state_buf[..plan.state_len];
     run_hooks(
         &plan.start_container_hooks,
@@ -166,6 +168,18 @@ fn run_steps(plan: &mut InitPlan) -> Result<Infallible, Failure> {
         Stage::StartContainerHook,
     )?;
     Err(finalize::exec(&plan.process))
+}
+
+/// Rewrites `"status":"creating"` to `"status":"created"` in a state JSON, in
+/// place (no allocation after fork).
+fn mark_created(buf: &mut [u8], len: &mut usize) {
+    const FROM: &[u8] = b"\"status\":\"creating\"";
+    const TO: &[u8] = b"\"status\":\"created\"";
+    if let Some(i) = buf[..*len].windows(FROM.len()).position(|w| w == FROM) {
+        buf[i..i + TO.len()].copy_from_slice(TO);
+        buf.copy_within(i + FROM.len()..*len, i + TO.len());
+        *len -= FROM.len() - TO.len();
+    }
 }
 
 /// Joins namespaces by path, creates the ones the clone flags did not, and

@@ -241,11 +241,24 @@ pub(crate) fn pivot(plan: &RootfsPlan, rootfd: RawFd) -> Result<(), Failure> {
         // No mount namespace of our own: moving mounts would change the host.
         fs::chroot(c".".as_ptr()).map_err(|e| f(e, "chroot"))?;
     } else if plan.pivot {
-        mount::pivot_root(c".".as_ptr(), c".".as_ptr()).map_err(|e| f(e, "pivot_root"))?;
-        // The old root is stacked on "."; keep its unmount from reaching the host.
-        mount::set_propagation(c".".as_ptr(), libc::MS_SLAVE | libc::MS_REC)
-            .map_err(|e| f(e, "make old root slave"))?;
-        mount::umount2(c".".as_ptr(), libc::MNT_DETACH).map_err(|e| f(e, "unmount old root"))?;
+        // After pivot_root(".", ".") the cwd is the new root, and MS_REC there
+        // would make every container mount a slave, undoing the mounts' own
+        // propagation options. Act on the old root through an fd, as runc does.
+        let oldroot = fs::open_ptr(c"/".as_ptr(), libc::O_PATH | libc::O_DIRECTORY, 0)
+            .map_err(|e| f(e, "open old root"))?;
+        let r = mount::pivot_root(c".".as_ptr(), c".".as_ptr())
+            .map_err(|e| (e, "pivot_root"))
+            .and_then(|()| fs::fchdir(oldroot).map_err(|e| (e, "chdir to old root")))
+            // Keep the old root's unmount from reaching the host.
+            .and_then(|()| {
+                mount::set_propagation(c".".as_ptr(), libc::MS_SLAVE | libc::MS_REC)
+                    .map_err(|e| (e, "make old root slave"))
+            })
+            .and_then(|()| {
+                mount::umount2(c".".as_ptr(), libc::MNT_DETACH).map_err(|e| (e, "unmount old root"))
+            });
+        fd::close(oldroot);
+        r.map_err(|(e, what)| f(e, what))?;
     } else {
         mount::mount(c".".as_ptr(), c"/".as_ptr(), NULL, libc::MS_MOVE, NULL)
             .map_err(|e| f(e, "move rootfs to /"))?;

@@ -8,7 +8,7 @@ use crate::support::{mount_line, mount_options, Ctx, TestResult};
 use crate::{ensure, Case};
 
 const RUNC_1755: &str = "runc 1.1.5 applies rootfsPropagation before pivot_root and leaves / \
-                         private (runc issue #1755)";
+                         private, or fails the rootfs bind for unbindable (runc issue #1755)";
 
 pub fn cases() -> Vec<Case> {
     vec![
