@@ -13,6 +13,7 @@ pub mod create;
 pub mod criu;
 pub mod error;
 pub mod exec;
+pub mod logging;
 pub mod mount;
 pub(crate) mod process;
 pub mod rlimits;

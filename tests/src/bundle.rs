@@ -109,6 +109,13 @@ impl Bundle {
         self.spec.linux.get_or_insert_with(Linux::default)
     }
 
+    /// Sets `root.readonly`.
+    pub fn set_readonly(&mut self, readonly: bool) {
+        if let Some(root) = self.spec.root.as_mut() {
+            root.readonly = readonly;
+        }
+    }
+
     /// Sets `process.args`.
     pub fn set_args<S: AsRef<str>>(&mut self, args: &[S]) {
         self.process().args = args.iter().map(|a| a.as_ref().to_string()).collect();

@@ -23,7 +23,9 @@ pub struct ConsoleSocket {
 impl ConsoleSocket {
     pub fn new() -> io::Result<ConsoleSocket> {
         // sun_path holds 108 bytes: stay in /tmp whatever TMPDIR says.
-        let dir = tempfile::Builder::new().prefix("berth-cs-").tempdir_in("/tmp")?;
+        let dir = tempfile::Builder::new()
+            .prefix("berth-cs-")
+            .tempdir_in("/tmp")?;
         let path = dir.path().join("sock");
         let listener = UnixListener::bind(&path)?;
         listener.set_nonblocking(true)?;

@@ -75,7 +75,11 @@ impl TestImage {
             return Ok(image);
         }
         fs::create_dir_all(&parent)?;
-        let tmp = parent.join(format!(".busybox-{}.tmp-{}", &hex[..12], std::process::id()));
+        let tmp = parent.join(format!(
+            ".busybox-{}.tmp-{}",
+            &hex[..12],
+            std::process::id()
+        ));
         let _ = fs::remove_dir_all(&tmp);
         build(&busybox, binary, &tmp).map_err(|e| {
             let _ = fs::remove_dir_all(&tmp);
@@ -124,7 +128,9 @@ fn build(busybox: &Path, binary: Vec<u8>, out: &Path) -> io::Result<()> {
 
     let layer = layer_tar(&entries)?;
     let diff_id = format!("sha256:{}", hex(&Sha256::digest(&layer)));
-    let mut gz = GzBuilder::new().mtime(0).write(Vec::new(), Compression::default());
+    let mut gz = GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), Compression::default());
     gz.write_all(&layer)?;
     let layer_gz = gz.finish()?;
 
@@ -181,7 +187,9 @@ fn rootfs_entries(busybox: &Path, binary: Vec<u8>) -> io::Result<BTreeMap<String
         return Err(other(format!("{} --list-full failed", busybox.display())));
     }
     let mut entries = BTreeMap::new();
-    for dir in ["bin", "dev", "etc", "home", "proc", "root", "sbin", "sys", "usr"] {
+    for dir in [
+        "bin", "dev", "etc", "home", "proc", "root", "sbin", "sys", "usr",
+    ] {
         entries.insert(dir.to_string(), Entry::Dir(0o755));
     }
     for dir in ["usr/bin", "usr/sbin", "home/berth"] {

@@ -107,7 +107,10 @@ fn processes(target: &Target) -> BTreeMap<String, String> {
     let Ok(dir) = fs::read_dir("/proc") else {
         return found;
     };
-    let bundle = target.bundle.as_ref().map(|b| b.to_string_lossy().into_owned());
+    let bundle = target
+        .bundle
+        .as_ref()
+        .map(|b| b.to_string_lossy().into_owned());
     let mut needles: Vec<String> = target.ids.clone();
     needles.extend(
         target
@@ -117,7 +120,11 @@ fn processes(target: &Target) -> BTreeMap<String, String> {
             .filter(|p| !p.is_empty()),
     );
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
         if pid == me {
@@ -137,7 +144,12 @@ fn processes(target: &Target) -> BTreeMap<String, String> {
         }
         let start = fields.get(19).copied().unwrap_or("?");
         let cmdline = fs::read(base.join("cmdline"))
-            .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").trim().to_string())
+            .map(|c| {
+                String::from_utf8_lossy(&c)
+                    .replace('\0', " ")
+                    .trim()
+                    .to_string()
+            })
             .unwrap_or_default();
         let mut why = Vec::new();
         if target.pids.contains(&pid) {
@@ -246,7 +258,11 @@ fn cgroup_dirs(target: &Target) -> BTreeMap<String, String> {
     // first component of a cgroupsPath (tests make those unique), or if its
     // path ends with a whole cgroupsPath.
     let mut names = target.ids.clone();
-    names.extend(paths.iter().filter_map(|p| p.split('/').next().map(String::from)));
+    names.extend(
+        paths
+            .iter()
+            .filter_map(|p| p.split('/').next().map(String::from)),
+    );
     for root in cgroup_roots() {
         let mut stack = vec![(root.clone(), 0)];
         while let Some((dir, depth)) = stack.pop() {

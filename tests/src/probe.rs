@@ -34,7 +34,15 @@ fn build() -> io::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(cargo)
         .current_dir(&workspace)
-        .args(["build", "--quiet", "--release", "-p", "berth-probe", "--target", TARGET])
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "-p",
+            "berth-probe",
+            "--target",
+            TARGET,
+        ])
         .arg("--target-dir")
         .arg(&target_dir)
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
@@ -63,7 +71,10 @@ pub fn check_static(path: &Path) -> io::Result<()> {
             "{} is dynamically linked (has PT_INTERP)",
             path.display()
         ))),
-        None => Err(other(format!("{} is not a 64-bit ELF file", path.display()))),
+        None => Err(other(format!(
+            "{} is not a 64-bit ELF file",
+            path.display()
+        ))),
     }
 }
 

@@ -23,7 +23,10 @@ fn rootfs_has_busybox_applets_and_users() {
     let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap();
     assert!(passwd.contains("berth:x:1000:1000:"), "{passwd}");
     use std::os::unix::fs::PermissionsExt;
-    let tmp = std::fs::metadata(root.join("tmp")).unwrap().permissions().mode();
+    let tmp = std::fs::metadata(root.join("tmp"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(tmp & 0o7777, 0o1777);
     for dir in ["proc", "sys", "dev", "root", "home/berth"] {
         assert!(root.join(dir).is_dir(), "{dir} missing");
@@ -34,7 +37,10 @@ fn rootfs_has_busybox_applets_and_users() {
 fn layout_is_valid_for_umoci_and_skopeo() {
     let image = TestImage::ensure().unwrap();
     let index = std::fs::read_to_string(image.layout.join("index.json")).unwrap();
-    assert!(index.contains("\"org.opencontainers.image.ref.name\":\"berth-test:latest\""), "{index}");
+    assert!(
+        index.contains("\"org.opencontainers.image.ref.name\":\"berth-test:latest\""),
+        "{index}"
+    );
     if tool("umoci") {
         let out = tempfile::tempdir().unwrap();
         let dest = out.path().join("bundle");
@@ -48,15 +54,26 @@ fn layout_is_valid_for_umoci_and_skopeo() {
         assert!(status.success(), "umoci unpack failed");
         assert!(dest.join("rootfs/bin/busybox").is_file());
         let config = std::fs::read_to_string(dest.join("config.json")).unwrap();
-        assert!(config.contains("\"sh\""), "umoci config lacks Cmd sh: {config}");
+        assert!(
+            config.contains("\"sh\""),
+            "umoci config lacks Cmd sh: {config}"
+        );
     }
     if tool("skopeo") {
         let out = Command::new("skopeo")
             .arg("inspect")
-            .arg(format!("oci:{}:{}", image.layout.display(), image.reference))
+            .arg(format!(
+                "oci:{}:{}",
+                image.layout.display(),
+                image.reference
+            ))
             .output()
             .unwrap();
-        assert!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "skopeo: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("PATH=/usr/local/sbin"), "{text}");
     }
@@ -74,7 +91,13 @@ fn layout_tar_holds_the_layout() {
     names.sort();
     assert!(names.contains(&"oci-layout".to_string()), "{names:?}");
     assert!(names.contains(&"index.json".to_string()), "{names:?}");
-    assert_eq!(names.iter().filter(|n| n.starts_with("blobs/sha256/") && n.len() > 20).count(), 3);
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| n.starts_with("blobs/sha256/") && n.len() > 20)
+            .count(),
+        3
+    );
 }
 
 #[test]
@@ -83,6 +106,9 @@ fn build_is_deterministic() {
     let dir = tempfile::tempdir().unwrap();
     let again = TestImage::build_at(&dir.path().join("again")).unwrap();
     let read = |p: &Path| std::fs::read(p).unwrap();
-    assert_eq!(read(&image.layout.join("index.json")), read(&again.layout.join("index.json")));
+    assert_eq!(
+        read(&image.layout.join("index.json")),
+        read(&again.layout.join("index.json"))
+    );
     assert_eq!(read(&image.layout_tar), read(&again.layout_tar));
 }

@@ -199,7 +199,10 @@ pub fn syscall(name: &str, args: &[String]) -> String {
     let mut buf = vec![0u8; 4096];
     let mut a = [0 as libc::c_long; 6];
     for (i, arg) in args.iter().take(6).enumerate() {
-        a[i] = if let Some(s) = arg.strip_prefix("s:").or(arg.starts_with('/').then_some(arg)) {
+        a[i] = if let Some(s) = arg
+            .strip_prefix("s:")
+            .or(arg.starts_with('/').then_some(arg))
+        {
             strings.push(CString::new(s).unwrap_or_default());
             strings[strings.len() - 1].as_ptr() as libc::c_long
         } else if arg == "buf" {
@@ -269,7 +272,10 @@ pub fn propagation() -> String {
     j.begin_object();
     let pid = std::process::id();
     let target = format!("/berth-prop-target-{pid}");
-    let (mnt, test) = (format!("/berth-prop-mnt-{pid}"), format!("/berth-prop-test-{pid}"));
+    let (mnt, test) = (
+        format!("/berth-prop-mnt-{pid}"),
+        format!("/berth-prop-test-{pid}"),
+    );
     let setup = fs::create_dir(&target)
         .and_then(|_| fs::create_dir(&mnt))
         .and_then(|_| fs::create_dir(&test))

@@ -59,7 +59,10 @@ pub fn report() -> String {
     j.end_array();
     match std::env::current_dir() {
         Ok(cwd) => j.field_str("cwd", &cwd.to_string_lossy()),
-        Err(e) => j.key("cwd").null().field_num("cwd_errno", e.raw_os_error().unwrap_or(0)),
+        Err(e) => j
+            .key("cwd")
+            .null()
+            .field_num("cwd_errno", e.raw_os_error().unwrap_or(0)),
     };
     let env: Vec<String> = std::env::vars_os()
         .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
@@ -73,7 +76,10 @@ pub fn report() -> String {
             .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
             .unwrap_or_default()
     };
-    j.field_num("umask", u32::from_str_radix(&field("Umask:"), 8).unwrap_or(0));
+    j.field_num(
+        "umask",
+        u32::from_str_radix(&field("Umask:"), 8).unwrap_or(0),
+    );
     j.key("caps").begin_object();
     for (key, name) in [
         ("inheritable", "CapInh:"),
@@ -85,7 +91,10 @@ pub fn report() -> String {
         j.field_str(key, &field(name));
     }
     j.end_object();
-    j.field_num("no_new_privs", field("NoNewPrivs:").parse::<u32>().unwrap_or(9));
+    j.field_num(
+        "no_new_privs",
+        field("NoNewPrivs:").parse::<u32>().unwrap_or(9),
+    );
     j.field_num("seccomp", field("Seccomp:").parse::<u32>().unwrap_or(9));
     let oom = fs::read_to_string("/proc/self/oom_score_adj").unwrap_or_default();
     j.field_num("oom_score_adj", oom.trim().parse::<i32>().unwrap_or(-9999));
@@ -97,7 +106,11 @@ pub fn report() -> String {
         };
         // SAFETY: getrlimit writes into rl.
         if unsafe { libc::getrlimit(res, &mut rl) } == 0 {
-            j.key(name).begin_array().num(rl.rlim_cur).num(rl.rlim_max).end_array();
+            j.key(name)
+                .begin_array()
+                .num(rl.rlim_cur)
+                .num(rl.rlim_max)
+                .end_array();
         }
     }
     j.end_object();

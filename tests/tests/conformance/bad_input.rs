@@ -18,7 +18,8 @@ use crate::{ensure, Case};
 
 const RUNC_SECUREJOIN: &str = "runc 1.1.5 resolves the destination inside the rootfs (securejoin) \
                                and runs the container instead of refusing it";
-const CRUN_SAFE_OPENAT: &str = "crun 1.8.1 resolves the destination inside the rootfs and runs the \
+const CRUN_SAFE_OPENAT: &str =
+    "crun 1.8.1 resolves the destination inside the rootfs and runs the \
                                 container instead of refusing it";
 
 pub fn cases() -> Vec<Case> {
@@ -27,16 +28,38 @@ pub fn cases() -> Vec<Case> {
         Case::new("bad_input::unknown_namespace_type", unknown_namespace),
         Case::new("bad_input::malformed_json", malformed_json),
         Case::new("bad_input::invalid_seccomp_action", invalid_seccomp_action),
-        Case::new("bad_input::invalid_seccomp_operator", invalid_seccomp_operator),
+        Case::new(
+            "bad_input::invalid_seccomp_operator",
+            invalid_seccomp_operator,
+        ),
         Case::new("bad_input::unknown_rlimit", unknown_rlimit),
-        Case::new("bad_input::relative_mount_destination", relative_destination).skip(&[
-            (Kind::Runc, "runc 1.1.5 accepts a relative mount destination (deprecated; joined to /)"),
-            (Kind::Crun, "crun 1.8.1 accepts a relative mount destination (joined to /)"),
+        Case::new(
+            "bad_input::relative_mount_destination",
+            relative_destination,
+        )
+        .skip(&[
+            (
+                Kind::Runc,
+                "runc 1.1.5 accepts a relative mount destination (deprecated; joined to /)",
+            ),
+            (
+                Kind::Crun,
+                "crun 1.8.1 accepts a relative mount destination (joined to /)",
+            ),
         ]),
-        Case::new("bad_input::mount_destination_escaping_by_dotdot", escape_by_dotdot)
-            .skip(&[(Kind::Runc, RUNC_SECUREJOIN), (Kind::Crun, CRUN_SAFE_OPENAT)]),
-        Case::new("bad_input::mount_destination_escaping_by_symlink", escape_by_symlink)
-            .skip(&[(Kind::Runc, RUNC_SECUREJOIN)]),
+        Case::new(
+            "bad_input::mount_destination_escaping_by_dotdot",
+            escape_by_dotdot,
+        )
+        .skip(&[
+            (Kind::Runc, RUNC_SECUREJOIN),
+            (Kind::Crun, CRUN_SAFE_OPENAT),
+        ]),
+        Case::new(
+            "bad_input::mount_destination_escaping_by_symlink",
+            escape_by_symlink,
+        )
+        .skip(&[(Kind::Runc, RUNC_SECUREJOIN)]),
         Case::new("bad_input::cgroups_path_with_dotdot", cgroups_dotdot).skip(&[(
             Kind::Runc,
             "runc 1.1.5 cleans \"..\" lexically against each hierarchy root and creates the cgroup",
@@ -50,10 +73,18 @@ pub fn cases() -> Vec<Case> {
 
 /// Writes the config (passed through `edit` as JSON), runs create, and
 /// checks it failed, left nothing behind, and (berth) named `field`.
-fn refused(ctx: &Ctx, bundle: &Bundle, edit: impl FnOnce(&mut Value), field: &str) -> Result<String, Failed> {
+fn refused(
+    ctx: &Ctx,
+    bundle: &Bundle,
+    edit: impl FnOnce(&mut Value),
+    field: &str,
+) -> Result<String, Failed> {
     let mut json = serde_json::to_value(&bundle.spec).map_err(|e| e.to_string())?;
     edit(&mut json);
-    fs::write(bundle.config_path(), serde_json::to_vec_pretty(&json).map_err(|e| e.to_string())?)?;
+    fs::write(
+        bundle.config_path(),
+        serde_json::to_vec_pretty(&json).map_err(|e| e.to_string())?,
+    )?;
     refused_as_is(ctx, bundle, field)
 }
 
@@ -81,19 +112,32 @@ fn no_edit(_: &mut Value) {}
 
 fn missing_root(ctx: &Ctx) -> TestResult {
     let bundle = ctx.bundle()?;
-    refused(ctx, &bundle, |v| drop(v.as_object_mut().map(|o| o.remove("root"))), "root")?;
+    refused(
+        ctx,
+        &bundle,
+        |v| drop(v.as_object_mut().map(|o| o.remove("root"))),
+        "root",
+    )?;
     Ok(())
 }
 
 fn unknown_namespace(ctx: &Ctx) -> TestResult {
     let bundle = ctx.bundle()?;
-    refused(ctx, &bundle, |v| v["linux"]["namespaces"][0]["type"] = "bogus".into(), "linux.namespaces")?;
+    refused(
+        ctx,
+        &bundle,
+        |v| v["linux"]["namespaces"][0]["type"] = "bogus".into(),
+        "linux.namespaces",
+    )?;
     Ok(())
 }
 
 fn malformed_json(ctx: &Ctx) -> TestResult {
     let bundle = ctx.bundle()?;
-    fs::write(bundle.config_path(), b"{\"ociVersion\": \"1.0.2\", \"process\": {\"args\": [\"sh\"],")?;
+    fs::write(
+        bundle.config_path(),
+        b"{\"ociVersion\": \"1.0.2\", \"process\": {\"args\": [\"sh\"],",
+    )?;
     refused_as_is(ctx, &bundle, "config.json")?;
     Ok(())
 }
@@ -126,7 +170,8 @@ fn invalid_seccomp_operator(ctx: &Ctx) -> TestResult {
 fn unknown_rlimit(ctx: &Ctx) -> TestResult {
     let bundle = ctx.bundle()?;
     let edit = |v: &mut Value| {
-        v["process"]["rlimits"] = serde_json::json!([{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}])
+        v["process"]["rlimits"] =
+            serde_json::json!([{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}])
     };
     refused(ctx, &bundle, edit, "RLIMIT_BOGUS")?;
     Ok(())
@@ -134,7 +179,10 @@ fn unknown_rlimit(ctx: &Ctx) -> TestResult {
 
 fn relative_destination(ctx: &Ctx) -> TestResult {
     let mut bundle = ctx.bundle()?;
-    bundle.spec.mounts.push(mount("relative/dir", "tmpfs", "tmpfs", &[]));
+    bundle
+        .spec
+        .mounts
+        .push(mount("relative/dir", "tmpfs", "tmpfs", &[]));
     refused(ctx, &bundle, no_edit, "destination")?;
     Ok(())
 }
@@ -142,7 +190,10 @@ fn relative_destination(ctx: &Ctx) -> TestResult {
 fn escape_by_dotdot(ctx: &Ctx) -> TestResult {
     let mut bundle = ctx.bundle()?;
     fs::create_dir(bundle.dir.join("escape"))?;
-    bundle.spec.mounts.push(mount("/../escape", "tmpfs", "tmpfs", &[]));
+    bundle
+        .spec
+        .mounts
+        .push(mount("/../escape", "tmpfs", "tmpfs", &[]));
     refused(ctx, &bundle, no_edit, "destination")?;
     Ok(())
 }
@@ -186,7 +237,10 @@ fn prestart_timeout(ctx: &Ctx) -> TestResult {
     let started = Instant::now();
     refused_as_is(ctx, &bundle, "hooks.prestart[0]")?;
     let took = started.elapsed();
-    ensure!(took < Duration::from_secs(10), "create took {took:?} with a 1 s hook timeout");
+    ensure!(
+        took < Duration::from_secs(10),
+        "create took {took:?} with a 1 s hook timeout"
+    );
     Ok(())
 }
 
@@ -200,7 +254,10 @@ fn create_runtime_fails(ctx: &Ctx) -> TestResult {
     });
     bundle.write_config()?;
     refused_as_is(ctx, &bundle, "hooks.createRuntime[0]")?;
-    ensure!(!marker.exists(), "the process ran although createRuntime failed");
+    ensure!(
+        !marker.exists(),
+        "the process ran although createRuntime failed"
+    );
     Ok(())
 }
 
@@ -219,16 +276,26 @@ fn duplicate_id(ctx: &Ctx) -> TestResult {
         let out = ctx.rt.create(&id, &second.dir)?;
         ensure!(!out.success(), "a second create with the same id succeeded");
         if ctx.is_berth() {
-            ensure!(out.stderr.contains(&id), "the error does not name the id: {}", out.stderr);
+            ensure!(
+                out.stderr.contains(&id),
+                "the error does not name the id: {}",
+                out.stderr
+            );
         }
         leaks::check_clean(&before)?;
         let state = ctx.rt.state(&id)?;
-        ensure!(state["status"] == "created" && state["pid"] == pid, "the first container changed: {state}");
+        ensure!(
+            state["status"] == "created" && state["pid"] == pid,
+            "the first container changed: {state}"
+        );
         ensure!(
             state["bundle"] == first.dir.to_string_lossy().as_ref(),
             "the first container's bundle changed: {state}"
         );
-        ensure!(fs::metadata(format!("/proc/{pid}")).is_ok(), "the first container's init died");
+        ensure!(
+            fs::metadata(format!("/proc/{pid}")).is_ok(),
+            "the first container's init died"
+        );
         ctx.rt.start(&id)?.ok("start the first container")?;
         ctx.wait(&id, "running")?;
         Ok(())
@@ -249,7 +316,11 @@ fn missing_bundle(ctx: &Ctx) -> TestResult {
     ensure!(!out.success(), "create with a missing bundle succeeded");
     if ctx.is_berth() {
         let named = missing.display().to_string();
-        ensure!(out.stderr.contains(&named), "the error does not name {named}: {}", out.stderr);
+        ensure!(
+            out.stderr.contains(&named),
+            "the error does not name {named}: {}",
+            out.stderr
+        );
     }
     leaks::check_clean(&before)?;
     Ok(())

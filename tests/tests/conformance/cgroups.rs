@@ -37,7 +37,10 @@ fn cgroup_of(pid: i32, controller: &str) -> Result<String, Failed> {
 
 /// A file of `pid`'s cgroup in the `controller` hierarchy, trimmed.
 fn read_cgroup_file(pid: i32, controller: &str, file: &str) -> Result<String, Failed> {
-    let path = format!("/sys/fs/cgroup/{controller}{}/{file}", cgroup_of(pid, controller)?);
+    let path = format!(
+        "/sys/fs/cgroup/{controller}{}/{file}",
+        cgroup_of(pid, controller)?
+    );
     Ok(fs::read_to_string(&path)
         .map_err(|e| format!("read {path}: {e}"))?
         .trim()
@@ -45,7 +48,10 @@ fn read_cgroup_file(pid: i32, controller: &str, file: &str) -> Result<String, Fa
 }
 
 fn no_cgroup_ns(bundle: &mut berth_tests::Bundle) {
-    bundle.linux().namespaces.retain(|n| n.typ != NamespaceType::Cgroup);
+    bundle
+        .linux()
+        .namespaces
+        .retain(|n| n.typ != NamespaceType::Cgroup);
 }
 
 fn limits(ctx: &Ctx) -> TestResult {
@@ -93,7 +99,11 @@ fn limits(ctx: &Ctx) -> TestResult {
         target.pids.push(pid);
         let want = [
             ("memory", "memory.limit_in_bytes", (64 * MIB).to_string()),
-            ("memory", "memory.soft_limit_in_bytes", (32 * MIB).to_string()),
+            (
+                "memory",
+                "memory.soft_limit_in_bytes",
+                (32 * MIB).to_string(),
+            ),
             ("cpu", "cpu.shares", "512".into()),
             ("cpu", "cpu.cfs_quota_us", "20000".into()),
             ("cpu", "cpu.cfs_period_us", "100000".into()),
@@ -103,13 +113,22 @@ fn limits(ctx: &Ctx) -> TestResult {
         ];
         for (ctrl, file, value) in want {
             let cg = cgroup_of(pid, ctrl)?;
-            ensure!(cg.trim_end_matches('/') == path, "{ctrl} cgroup of the init is {cg}, expected {path}");
+            ensure!(
+                cg.trim_end_matches('/') == path,
+                "{ctrl} cgroup of the init is {cg}, expected {path}"
+            );
             let got = read_cgroup_file(pid, ctrl, file)?;
             ensure!(got == value, "{ctrl}/{file} = {got}, expected {value}");
         }
         let devices = read_cgroup_file(pid, "devices", "devices.list")?;
-        ensure!(devices.lines().any(|l| l == "c 10:229 rw"), "devices.list lacks c 10:229 rw:\n{devices}");
-        ensure!(!devices.lines().any(|l| l == "a *:* rwm"), "devices.list allows everything");
+        ensure!(
+            devices.lines().any(|l| l == "c 10:229 rw"),
+            "devices.list lacks c 10:229 rw:\n{devices}"
+        );
+        ensure!(
+            !devices.lines().any(|l| l == "a *:* rwm"),
+            "devices.list allows everything"
+        );
         ctx.rt.start(&id)?.ok("start")?;
         ctx.wait(&id, "stopped")?;
         let lines = parse_lines(&read_out_log(&bundle)?)?;
@@ -121,7 +140,11 @@ fn limits(ctx: &Ctx) -> TestResult {
                 .flatten()
                 .filter_map(Value::as_str)
                 .any(|l| l.contains(ctrl) && l.ends_with(&format!(":{path}")));
-            ensure!(seen, "/proc/self/cgroup inside lacks {ctrl} at {path}: {}", report["cgroup"]);
+            ensure!(
+                seen,
+                "/proc/self/cgroup inside lacks {ctrl} at {path}: {}",
+                report["cgroup"]
+            );
         }
         Ok(())
     })();
@@ -137,14 +160,21 @@ fn relative_path(ctx: &Ctx) -> TestResult {
     let parent = ctx.cgroup_path("rel").trim_start_matches('/').to_string();
     let path = format!("{parent}/c1");
     bundle.linux().cgroups_path = Some(path.clone());
-    bundle.linux().resources.get_or_insert_with(Default::default).pids = Some(Pids { limit: 77 });
+    bundle
+        .linux()
+        .resources
+        .get_or_insert_with(Default::default)
+        .pids = Some(Pids { limit: 77 });
     let id = ctx.id();
     ctx.create(&bundle, &id)?;
     let checked = (|| -> TestResult {
         let pid = ctx.pid(&id)?;
         for ctrl in ["pids", "memory", "cpu"] {
             let cg = cgroup_of(pid, ctrl)?;
-            ensure!(cg.ends_with(&format!("/{path}")), "{ctrl} cgroup {cg} does not end with {path}");
+            ensure!(
+                cg.ends_with(&format!("/{path}")),
+                "{ctrl} cgroup {cg} does not end with {path}"
+            );
         }
         let max = read_cgroup_file(pid, "pids", "pids.max")?;
         ensure!(max == "77", "pids.max = {max}");
@@ -160,7 +190,11 @@ fn relative_path(ctx: &Ctx) -> TestResult {
         .flat_map(|root| walk_named(&root, &parent))
         .collect();
     for dir in &leaves {
-        ensure!(!dir.join("c1").exists(), "{} survived delete", dir.join("c1").display());
+        ensure!(
+            !dir.join("c1").exists(),
+            "{} survived delete",
+            dir.join("c1").display()
+        );
         let _ = fs::remove_dir(dir);
     }
     leaks::check_clean(&before)?;
@@ -189,13 +223,22 @@ fn running(ctx: &Ctx, tag: &str) -> Result<(berth_tests::Bundle, String), Failed
     let mut bundle = ctx.bundle()?;
     bundle.set_args(&["/berth-probe", "sleep", "60"]);
     bundle.linux().cgroups_path = Some(ctx.cgroup_path(tag));
-    bundle.linux().resources.get_or_insert_with(Default::default).memory = Some(Memory {
+    bundle
+        .linux()
+        .resources
+        .get_or_insert_with(Default::default)
+        .memory = Some(Memory {
         limit: Some(64 * MIB),
         ..Default::default()
     });
     let id = ctx.id();
     ctx.create(&bundle, &id)?;
-    if let Err(e) = ctx.rt.start(&id).map_err(Failed::from).and_then(|o| Ok(o.ok("start")?)) {
+    if let Err(e) = ctx
+        .rt
+        .start(&id)
+        .map_err(Failed::from)
+        .and_then(|o| Ok(o.ok("start")?))
+    {
         ctx.destroy(&id);
         return Err(e);
     }
@@ -208,14 +251,25 @@ fn update(ctx: &Ctx) -> TestResult {
     let checked = (|| -> TestResult {
         let pid = ctx.pid(&id)?;
         let file = bundle.dir.join("resources.json");
-        fs::write(&file, br#"{"memory":{"limit":134217728},"pids":{"limit":50}}"#)?;
+        fs::write(
+            &file,
+            br#"{"memory":{"limit":134217728},"pids":{"limit":50}}"#,
+        )?;
         let path = file.display().to_string();
-        ctx.rt.call(&["update", "--resources", path.as_str(), id.as_str()])?.ok("update --resources")?;
+        ctx.rt
+            .call(&["update", "--resources", path.as_str(), id.as_str()])?
+            .ok("update --resources")?;
         let limit = read_cgroup_file(pid, "memory", "memory.limit_in_bytes")?;
-        ensure!(limit == "134217728", "memory.limit_in_bytes after update: {limit}");
+        ensure!(
+            limit == "134217728",
+            "memory.limit_in_bytes after update: {limit}"
+        );
         let pids = read_cgroup_file(pid, "pids", "pids.max")?;
         ensure!(pids == "50", "pids.max after update: {pids}");
-        ensure!(ctx.rt.state(&id)?["status"] == "running", "update disturbed the container");
+        ensure!(
+            ctx.rt.state(&id)?["status"] == "running",
+            "update disturbed the container"
+        );
         Ok(())
     })();
     ctx.destroy(&id);
@@ -232,14 +286,24 @@ fn events_stats(ctx: &Ctx) -> TestResult {
         let call = call.ok("events --stats")?;
         let event: Value = serde_json::from_str(call.stdout.trim())
             .map_err(|e| format!("events --stats JSON ({e}): {}", call.stdout))?;
-        ensure!(event["type"] == "stats" && event["id"] == id.as_str(), "event header: {event}");
+        ensure!(
+            event["type"] == "stats" && event["id"] == id.as_str(),
+            "event header: {event}"
+        );
         let data = &event["data"];
-        ensure!(data["pids"]["current"].as_u64() >= Some(1), "pids.current: {data}");
+        ensure!(
+            data["pids"]["current"].as_u64() >= Some(1),
+            "pids.current: {data}"
+        );
         let usage = data["memory"]["usage"]["usage"].as_u64().unwrap_or(0);
         ensure!(usage > 0, "memory usage: {}", data["memory"]);
         let limit = data["memory"]["usage"]["limit"].as_u64().unwrap_or(0);
         ensure!(limit == 64 * MIB as u64, "memory limit in stats: {limit}");
-        ensure!(data["cpu"]["usage"]["total"].as_u64().is_some(), "cpu usage: {}", data["cpu"]);
+        ensure!(
+            data["cpu"]["usage"]["total"].as_u64().is_some(),
+            "cpu usage: {}",
+            data["cpu"]
+        );
         Ok(())
     })();
     ctx.destroy(&id);

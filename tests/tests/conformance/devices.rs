@@ -40,7 +40,13 @@ fn default_nodes(ctx: &Ctx) -> TestResult {
     for (path, _) in links {
         args.extend(["lstat".into(), path.into(), "+".into()]);
     }
-    args.extend(["write".into(), "/dev/null".into(), "+".into(), "stat".into(), "/dev/pts".into()]);
+    args.extend([
+        "write".into(),
+        "/dev/null".into(),
+        "+".into(),
+        "stat".into(),
+        "/dev/pts".into(),
+    ]);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let lines = ctx.probe(&mut bundle, &refs)?;
     for (i, (path, major, minor)) in nodes.iter().enumerate() {
@@ -52,7 +58,10 @@ fn default_nodes(ctx: &Ctx) -> TestResult {
     }
     for (i, (path, target)) in links.iter().enumerate() {
         let s = &lines[nodes.len() + i];
-        ensure!(s["type"] == "l" && s["target"] == *target, "{path}: expected a symlink to {target}, got {s}");
+        ensure!(
+            s["type"] == "l" && s["target"] == *target,
+            "{path}: expected a symlink to {target}, got {s}"
+        );
     }
     let n = nodes.len() + links.len();
     ensure!(lines[n]["errno"] == 0, "writing /dev/null: {}", lines[n]);
@@ -81,7 +90,16 @@ fn extra_devices(ctx: &Ctx) -> TestResult {
     ];
     let lines = ctx.probe(
         &mut bundle,
-        &["stat", "/dev/test-char", "+", "stat", "/dev/test-block", "+", "stat", "/dev/test-fifo"],
+        &[
+            "stat",
+            "/dev/test-char",
+            "+",
+            "stat",
+            "/dev/test-block",
+            "+",
+            "stat",
+            "/dev/test-fifo",
+        ],
     )?;
     let check = |s: &Value, typ: &str, major: i64, minor: i64, mode: u32, owner: u32| {
         s["type"] == typ
@@ -90,8 +108,16 @@ fn extra_devices(ctx: &Ctx) -> TestResult {
             && s["uid"] == owner
             && s["gid"] == owner
     };
-    ensure!(check(&lines[0], "c", 10, 666, 0o660, 0), "char device: {}", lines[0]);
-    ensure!(check(&lines[1], "b", 8, 666, 0o640, 1000), "block device: {}", lines[1]);
+    ensure!(
+        check(&lines[0], "c", 10, 666, 0o660, 0),
+        "char device: {}",
+        lines[0]
+    );
+    ensure!(
+        check(&lines[1], "b", 8, 666, 0o640, 1000),
+        "block device: {}",
+        lines[1]
+    );
     ensure!(check(&lines[2], "p", 0, 0, 0o600, 0), "fifo: {}", lines[2]);
     Ok(())
 }
@@ -103,7 +129,11 @@ fn cgroup_rules(ctx: &Ctx) -> TestResult {
         device("/dev/denied-kmsg", "c", 1, 11, 0o666, Some(0)),
     ];
     // /dev/full is allowed by every runtime's defaults; 1:11 is not.
-    bundle.linux().resources.get_or_insert_with(Default::default).devices = vec![
+    bundle
+        .linux()
+        .resources
+        .get_or_insert_with(Default::default)
+        .devices = vec![
         DeviceCgroup {
             allow: false,
             access: Some("rwm".into()),
@@ -117,8 +147,25 @@ fn cgroup_rules(ctx: &Ctx) -> TestResult {
             access: Some("rw".into()),
         },
     ];
-    let lines = ctx.probe(&mut bundle, &["write", "/dev/allowed-full", "+", "read", "/dev/denied-kmsg"])?;
-    ensure!(lines[0]["errno"] == libc::ENOSPC, "writing an allowed /dev/full: {}", lines[0]);
-    ensure!(lines[1]["errno"] == libc::EPERM, "opening a device the cgroup does not allow: {}", lines[1]);
+    let lines = ctx.probe(
+        &mut bundle,
+        &[
+            "write",
+            "/dev/allowed-full",
+            "+",
+            "read",
+            "/dev/denied-kmsg",
+        ],
+    )?;
+    ensure!(
+        lines[0]["errno"] == libc::ENOSPC,
+        "writing an allowed /dev/full: {}",
+        lines[0]
+    );
+    ensure!(
+        lines[1]["errno"] == libc::EPERM,
+        "opening a device the cgroup does not allow: {}",
+        lines[1]
+    );
     Ok(())
 }

@@ -33,7 +33,12 @@ fn running(ctx: &Ctx) -> Result<(Bundle, String), Failed> {
     bundle.process().env.push("FROM_CONFIG=1".into());
     let id = ctx.id();
     ctx.create(&bundle, &id)?;
-    if let Err(e) = ctx.rt.start(&id).map_err(Failed::from).and_then(|o| Ok(o.ok("start")?)) {
+    if let Err(e) = ctx
+        .rt
+        .start(&id)
+        .map_err(Failed::from)
+        .and_then(|o| Ok(o.ok("start")?))
+    {
         ctx.destroy(&id);
         return Err(e);
     }
@@ -61,33 +66,84 @@ fn exec_basics(ctx: &Ctx) -> TestResult {
     with_running(ctx, |_, id, pid| {
         let none: [&str; 0] = [];
         let out = ctx.rt.exec(id, &none, &["sh", "-c", "exit 7"])?;
-        ensure!(out.code() == 7, "exec exit code {}, expected 7; stderr {}", out.code(), out.stderr);
+        ensure!(
+            out.code() == 7,
+            "exec exit code {}, expected 7; stderr {}",
+            out.code(),
+            out.stderr
+        );
 
-        let out = ctx.rt.exec(id, &["--env", "FOO=bar", "--cwd", "/tmp"], &["/berth-probe"])?.ok("exec probe")?;
-        let report = parse_lines(&out.stdout)?.into_iter().next().ok_or("exec printed nothing")?;
-        let env: Vec<&str> = report["env"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+        let out = ctx
+            .rt
+            .exec(
+                id,
+                &["--env", "FOO=bar", "--cwd", "/tmp"],
+                &["/berth-probe"],
+            )?
+            .ok("exec probe")?;
+        let report = parse_lines(&out.stdout)?
+            .into_iter()
+            .next()
+            .ok_or("exec printed nothing")?;
+        let env: Vec<&str> = report["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+            .collect();
         ensure!(env.contains(&"FOO=bar"), "exec --env missing: {env:?}");
         ensure!(report["cwd"] == "/tmp", "exec --cwd: {}", report["cwd"]);
         for ns in ["pid", "mnt", "net", "ipc", "uts"] {
-            ensure!(report["ns"][ns] == ns_of(pid, ns).as_str(), "exec is not in the container's {ns} namespace");
+            ensure!(
+                report["ns"][ns] == ns_of(pid, ns).as_str(),
+                "exec is not in the container's {ns} namespace"
+            );
         }
         ensure!(report["uid"] == 0, "default exec user: {}", report["uid"]);
 
-        let out = ctx.rt.exec(id, &["--user", "1000:1000"], &["/berth-probe"])?.ok("exec --user")?;
-        let report = parse_lines(&out.stdout)?.into_iter().next().ok_or("exec printed nothing")?;
-        ensure!(report["uid"] == 1000 && report["gid"] == 1000, "exec --user 1000:1000: {} {}", report["uid"], report["gid"]);
-        ensure!(ctx.rt.state(id)?["status"] == "running", "exec disturbed the container");
+        let out = ctx
+            .rt
+            .exec(id, &["--user", "1000:1000"], &["/berth-probe"])?
+            .ok("exec --user")?;
+        let report = parse_lines(&out.stdout)?
+            .into_iter()
+            .next()
+            .ok_or("exec printed nothing")?;
+        ensure!(
+            report["uid"] == 1000 && report["gid"] == 1000,
+            "exec --user 1000:1000: {} {}",
+            report["uid"],
+            report["gid"]
+        );
+        ensure!(
+            ctx.rt.state(id)?["status"] == "running",
+            "exec disturbed the container"
+        );
         Ok(())
     })
 }
 
 fn exec_env(ctx: &Ctx) -> TestResult {
     with_running(ctx, |_, id, _| {
-        let out = ctx.rt.exec(id, &["--env", "FOO=bar"], &["/berth-probe"])?.ok("exec probe")?;
-        let report = parse_lines(&out.stdout)?.into_iter().next().ok_or("exec printed nothing")?;
-        let env: Vec<&str> = report["env"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+        let out = ctx
+            .rt
+            .exec(id, &["--env", "FOO=bar"], &["/berth-probe"])?
+            .ok("exec probe")?;
+        let report = parse_lines(&out.stdout)?
+            .into_iter()
+            .next()
+            .ok_or("exec printed nothing")?;
+        let env: Vec<&str> = report["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+            .collect();
         ensure!(env.contains(&"FOO=bar"), "exec --env missing: {env:?}");
-        ensure!(env.contains(&"FROM_CONFIG=1"), "exec lacks the container's env: {env:?}");
+        ensure!(
+            env.contains(&"FROM_CONFIG=1"),
+            "exec lacks the container's env: {env:?}"
+        );
         Ok(())
     })
 }
@@ -97,15 +153,38 @@ fn exec_tty(ctx: &Ctx) -> TestResult {
         let socket = ConsoleSocket::new()?;
         let sock = socket.path.display().to_string();
         let pid_file = bundle.dir.join("exec.pid").display().to_string();
-        let opts = ["--tty", "--detach", "--console-socket", sock.as_str(), "--pid-file", pid_file.as_str()];
-        let out = ctx.rt.exec(id, &opts, &["sh", "-c", "/berth-probe; echo tty-done"])?;
+        let opts = [
+            "--tty",
+            "--detach",
+            "--console-socket",
+            sock.as_str(),
+            "--pid-file",
+            pid_file.as_str(),
+        ];
+        let out = ctx
+            .rt
+            .exec(id, &opts, &["sh", "-c", "/berth-probe; echo tty-done"])?;
         out.ok("exec --tty --detach")?;
         let master = socket.receive(Duration::from_secs(10))?;
-        let text = String::from_utf8(console::spawn_reader(master, Duration::from_secs(15)).join().map_err(|_| "reader panicked")?)
-            .map_err(|e| e.to_string())?;
-        ensure!(text.contains("tty-done"), "exec output on the pty: {text:?}");
-        let report = parse_lines(&text)?.into_iter().next().ok_or("no report on the pty")?;
-        ensure!(report["isatty"] == json!([true, true, true]), "exec stdio are not the terminal: {}", report["isatty"]);
+        let text = String::from_utf8(
+            console::spawn_reader(master, Duration::from_secs(15))
+                .join()
+                .map_err(|_| "reader panicked")?,
+        )
+        .map_err(|e| e.to_string())?;
+        ensure!(
+            text.contains("tty-done"),
+            "exec output on the pty: {text:?}"
+        );
+        let report = parse_lines(&text)?
+            .into_iter()
+            .next()
+            .ok_or("no report on the pty")?;
+        ensure!(
+            report["isatty"] == json!([true, true, true]),
+            "exec stdio are not the terminal: {}",
+            report["isatty"]
+        );
         Ok(())
     })
 }
@@ -114,12 +193,25 @@ fn ps(ctx: &Ctx) -> TestResult {
     with_running(ctx, |bundle, id, pid| {
         let pid_file = bundle.dir.join("exec.pid");
         let file = pid_file.display().to_string();
-        let out = ctx.rt.exec(id, &["--detach", "--pid-file", file.as_str()], &["/berth-probe", "sleep", "60"])?;
+        let out = ctx.rt.exec(
+            id,
+            &["--detach", "--pid-file", file.as_str()],
+            &["/berth-probe", "sleep", "60"],
+        )?;
         out.ok("exec --detach")?;
-        let exec_pid: i64 = fs::read_to_string(&pid_file)?.trim().parse().map_err(|e| format!("exec pid file: {e}"))?;
+        let exec_pid: i64 = fs::read_to_string(&pid_file)?
+            .trim()
+            .parse()
+            .map_err(|e| format!("exec pid file: {e}"))?;
         let pids = ctx.rt.ps(id)?;
-        ensure!(pids.contains(&i64::from(pid)), "ps {pids:?} lacks the init {pid}");
-        ensure!(pids.contains(&exec_pid), "ps {pids:?} lacks the exec'd process {exec_pid}");
+        ensure!(
+            pids.contains(&i64::from(pid)),
+            "ps {pids:?} lacks the init {pid}"
+        );
+        ensure!(
+            pids.contains(&exec_pid),
+            "ps {pids:?} lacks the exec'd process {exec_pid}"
+        );
         Ok(())
     })
 }

@@ -51,7 +51,10 @@ pub fn sh_hook(bundle: &Bundle, script: &str) -> Hook {
 /// A hook that records its stdin as `<dir>/<name>.json` and appends its name
 /// to `<dir>/order`.
 fn recording_hook(bundle: &Bundle, dir: &str, name: &str) -> Hook {
-    sh_hook(bundle, &format!("cat > {dir}/{name}.json; echo {name} >> {dir}/order"))
+    sh_hook(
+        bundle,
+        &format!("cat > {dir}/{name}.json; echo {name} >> {dir}/order"),
+    )
 }
 
 fn order(out: &Path) -> Vec<String> {
@@ -71,8 +74,14 @@ fn all_six(ctx: &Ctx) -> TestResult {
     let out = bundle.dir.join("out");
     fs::create_dir(&out)?;
     let host = out.display().to_string();
-    bundle.spec.mounts.push(bind("/out", &out, &["rbind", "rw"]));
-    bundle.spec.annotations.insert("org.berth.hook".into(), "yes".into());
+    bundle
+        .spec
+        .mounts
+        .push(bind("/out", &out, &["rbind", "rw"]));
+    bundle
+        .spec
+        .annotations
+        .insert("org.berth.hook".into(), "yes".into());
     // The process waits for poststart, so `start` cannot race it to the end.
     bundle.set_args(&[
         "sh",
@@ -86,7 +95,11 @@ fn all_six(ctx: &Ctx) -> TestResult {
     poststart.args[2].push_str(&format!("; touch {host}/poststart.done"));
     let start_container = Hook {
         path: "/bin/sh".into(),
-        args: strings(&["sh", "-c", "cat > /out/startContainer.json; echo startContainer >> /out/order"]),
+        args: strings(&[
+            "sh",
+            "-c",
+            "cat > /out/startContainer.json; echo startContainer >> /out/order",
+        ]),
         ..Default::default()
     };
     bundle.spec.hooks = Some(Hooks {
@@ -109,20 +122,42 @@ fn all_six(ctx: &Ctx) -> TestResult {
             sorted == ["createContainer", "createRuntime", "prestart"],
             "hooks run by create: {at_create:?}"
         );
-        ensure!(at_create[2] == "createContainer", "createContainer before the runtime's hooks: {at_create:?}");
+        ensure!(
+            at_create[2] == "createContainer",
+            "createContainer before the runtime's hooks: {at_create:?}"
+        );
         ctx.rt.start(&id)?.ok("start")?;
         let at_start = order(&out);
-        ensure!(position(&at_start, "poststart").is_some(), "start returned before poststart ran: {at_start:?}");
+        ensure!(
+            position(&at_start, "poststart").is_some(),
+            "start returned before poststart ran: {at_start:?}"
+        );
         ctx.wait(&id, "stopped")?;
         let run = order(&out);
-        let (sc, p, ps) = (position(&run, "startContainer"), position(&run, "process"), position(&run, "poststart"));
-        ensure!(sc.is_some() && sc < p && sc < ps, "startContainer must precede the process and poststart: {run:?}");
-        ensure!(position(&run, "poststop").is_none(), "poststop ran before delete: {run:?}");
+        let (sc, p, ps) = (
+            position(&run, "startContainer"),
+            position(&run, "process"),
+            position(&run, "poststart"),
+        );
+        ensure!(
+            sc.is_some() && sc < p && sc < ps,
+            "startContainer must precede the process and poststart: {run:?}"
+        );
+        ensure!(
+            position(&run, "poststop").is_none(),
+            "poststop ran before delete: {run:?}"
+        );
         ctx.rt.delete(&id)?.ok("delete")?;
         let all = order(&out);
-        ensure!(all.last().map(String::as_str) == Some("poststop"), "poststop is not last: {all:?}");
+        ensure!(
+            all.last().map(String::as_str) == Some("poststop"),
+            "poststop is not last: {all:?}"
+        );
         let env = fs::read_to_string(out.join("prestart.env")).unwrap_or_default();
-        ensure!(env.trim() == "from-config", "the hook's env was not applied: {env:?}");
+        ensure!(
+            env.trim() == "from-config",
+            "the hook's env was not applied: {env:?}"
+        );
         let mut wrong = Vec::new();
         for (name, statuses) in [
             ("prestart", &["creating", "created"][..]),
@@ -133,19 +168,32 @@ fn all_six(ctx: &Ctx) -> TestResult {
             ("poststop", &["stopped"]),
         ] {
             let text = fs::read_to_string(out.join(format!("{name}.json")))?;
-            let state: Value = serde_json::from_str(&text).map_err(|e| format!("{name} stdin ({e}): {text:?}"))?;
+            let state: Value =
+                serde_json::from_str(&text).map_err(|e| format!("{name} stdin ({e}): {text:?}"))?;
             ensure!(state["id"] == id.as_str(), "{name}: id in {state}");
-            ensure!(state["bundle"] == bundle.dir.to_string_lossy().as_ref(), "{name}: bundle in {state}");
-            ensure!(state["annotations"]["org.berth.hook"] == "yes", "{name}: annotations in {state}");
+            ensure!(
+                state["bundle"] == bundle.dir.to_string_lossy().as_ref(),
+                "{name}: bundle in {state}"
+            );
+            ensure!(
+                state["annotations"]["org.berth.hook"] == "yes",
+                "{name}: annotations in {state}"
+            );
             let status = state["status"].as_str().unwrap_or("");
             if !statuses.contains(&status) {
-                wrong.push(format!("{name}: status {status:?}, expected one of {statuses:?}"));
+                wrong.push(format!(
+                    "{name}: status {status:?}, expected one of {statuses:?}"
+                ));
             }
             if name != "poststop" && state["pid"] != pid {
                 wrong.push(format!("{name}: pid {}, expected {pid}", state["pid"]));
             }
         }
-        ensure!(wrong.is_empty(), "state on the hooks' stdin:\n{}", wrong.join("\n"));
+        ensure!(
+            wrong.is_empty(),
+            "state on the hooks' stdin:\n{}",
+            wrong.join("\n")
+        );
         Ok(())
     })();
     if checked.is_err() {
@@ -161,15 +209,23 @@ fn failing_poststart(ctx: &Ctx) -> TestResult {
     bundle.set_args(&["/berth-probe", "exit", "0"]);
     let marker = bundle.dir.join("second-poststart");
     bundle.spec.hooks = Some(Hooks {
-        poststart: vec![sh_hook(&bundle, "exit 1"), sh_hook(&bundle, &format!("touch {}", marker.display()))],
+        poststart: vec![
+            sh_hook(&bundle, "exit 1"),
+            sh_hook(&bundle, &format!("touch {}", marker.display())),
+        ],
         ..Default::default()
     });
     let id = ctx.id();
     let before = ctx.snapshot(&bundle, &id);
     ctx.create(&bundle, &id)?;
     let checked = (|| -> TestResult {
-        ctx.rt.start(&id)?.ok("start with a failing poststart hook")?;
-        ensure!(marker.exists(), "the poststart hook after the failing one did not run");
+        ctx.rt
+            .start(&id)?
+            .ok("start with a failing poststart hook")?;
+        ensure!(
+            marker.exists(),
+            "the poststart hook after the failing one did not run"
+        );
         ctx.wait(&id, "stopped")?;
         ctx.rt.delete(&id)?.ok("delete")?;
         Ok(())
@@ -187,7 +243,10 @@ fn failing_poststop(ctx: &Ctx) -> TestResult {
     bundle.set_args(&["/berth-probe", "exit", "0"]);
     let marker = bundle.dir.join("second-poststop");
     bundle.spec.hooks = Some(Hooks {
-        poststop: vec![sh_hook(&bundle, "exit 1"), sh_hook(&bundle, &format!("touch {}", marker.display()))],
+        poststop: vec![
+            sh_hook(&bundle, "exit 1"),
+            sh_hook(&bundle, &format!("touch {}", marker.display())),
+        ],
         ..Default::default()
     });
     let id = ctx.id();
@@ -196,8 +255,13 @@ fn failing_poststop(ctx: &Ctx) -> TestResult {
     let checked = (|| -> TestResult {
         ctx.rt.start(&id)?.ok("start")?;
         ctx.wait(&id, "stopped")?;
-        ctx.rt.delete(&id)?.ok("delete with a failing poststop hook")?;
-        ensure!(marker.exists(), "the poststop hook after the failing one did not run");
+        ctx.rt
+            .delete(&id)?
+            .ok("delete with a failing poststop hook")?;
+        ensure!(
+            marker.exists(),
+            "the poststop hook after the failing one did not run"
+        );
         ensure!(ctx.rt.state(&id).is_err(), "the container survived delete");
         Ok(())
     })();

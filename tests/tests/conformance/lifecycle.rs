@@ -13,13 +13,25 @@ use crate::{ensure, Case};
 
 pub fn cases() -> Vec<Case> {
     vec![
-        Case::new("lifecycle::create_start_kill_delete", create_start_kill_delete),
-        Case::new("lifecycle::exit_is_stopped_until_delete", exit_is_stopped_until_delete),
-        Case::new("lifecycle::kill_delivers_named_numbered_and_default_signals", kill_signals),
+        Case::new(
+            "lifecycle::create_start_kill_delete",
+            create_start_kill_delete,
+        ),
+        Case::new(
+            "lifecycle::exit_is_stopped_until_delete",
+            exit_is_stopped_until_delete,
+        ),
+        Case::new(
+            "lifecycle::kill_delivers_named_numbered_and_default_signals",
+            kill_signals,
+        ),
         Case::new("lifecycle::pause_freezes_and_resume_thaws", pause_resume),
         Case::new("lifecycle::pid_file_has_init_pid_without_newline", pid_file),
         Case::new("lifecycle::list_shows_every_container", list),
-        Case::new("lifecycle::delete_refuses_running_unless_forced", delete_running),
+        Case::new(
+            "lifecycle::delete_refuses_running_unless_forced",
+            delete_running,
+        ),
         Case::new("lifecycle::commands_on_unknown_id_fail", unknown_id),
     ]
 }
@@ -27,7 +39,10 @@ pub fn cases() -> Vec<Case> {
 fn create_start_kill_delete(ctx: &Ctx) -> TestResult {
     let mut bundle = ctx.bundle()?;
     bundle.set_args(&["/berth-probe", "sleep", "60"]);
-    bundle.spec.annotations.insert("org.berth.test".into(), "lifecycle".into());
+    bundle
+        .spec
+        .annotations
+        .insert("org.berth.test".into(), "lifecycle".into());
     let id = ctx.id();
     let mut target = ctx.target(&bundle, &id);
     let before = Snapshot::take(&target);
@@ -41,17 +56,29 @@ fn create_start_kill_delete(ctx: &Ctx) -> TestResult {
         state["bundle"],
         bundle.dir.display()
     );
-    ensure!(!state["ociVersion"].as_str().unwrap_or("").is_empty(), "no ociVersion: {state}");
-    ensure!(state["annotations"]["org.berth.test"] == "lifecycle", "annotations: {state}");
+    ensure!(
+        !state["ociVersion"].as_str().unwrap_or("").is_empty(),
+        "no ociVersion: {state}"
+    );
+    ensure!(
+        state["annotations"]["org.berth.test"] == "lifecycle",
+        "annotations: {state}"
+    );
     let pid = ctx.pid(&id)?;
     target.pids.push(pid);
-    ensure!(fs::metadata(format!("/proc/{pid}")).is_ok(), "init {pid} is not alive after create");
+    ensure!(
+        fs::metadata(format!("/proc/{pid}")).is_ok(),
+        "init {pid} is not alive after create"
+    );
 
     ctx.rt.start(&id)?.ok("start")?;
     ctx.wait(&id, "running")?;
     ensure!(ctx.pid(&id)? == pid, "pid changed on start");
     let again = ctx.rt.start(&id)?;
-    ensure!(!again.success(), "a second start of a running container succeeded");
+    ensure!(
+        !again.success(),
+        "a second start of a running container succeeded"
+    );
 
     ctx.rt.kill(&id, "KILL")?.ok("kill KILL")?;
     ctx.wait(&id, "stopped")?;
@@ -65,11 +92,21 @@ fn create_start_kill_delete(ctx: &Ctx) -> TestResult {
 
 fn exit_is_stopped_until_delete(ctx: &Ctx) -> TestResult {
     let mut bundle = ctx.bundle()?;
-    bundle.set_args(&["/berth-probe", "read", "/etc/hostname-missing", "+", "exit", "3"]);
+    bundle.set_args(&[
+        "/berth-probe",
+        "read",
+        "/etc/hostname-missing",
+        "+",
+        "exit",
+        "3",
+    ]);
     let id = ctx.id();
     let before = ctx.snapshot(&bundle, &id);
     ctx.create(&bundle, &id)?;
-    ensure!(read_out_log(&bundle)?.is_empty(), "the process ran before start");
+    ensure!(
+        read_out_log(&bundle)?.is_empty(),
+        "the process ran before start"
+    );
     ctx.rt.start(&id)?.ok("start")?;
     ctx.wait(&id, "stopped")?;
     // Still queryable until delete, and stays so.
@@ -77,7 +114,10 @@ fn exit_is_stopped_until_delete(ctx: &Ctx) -> TestResult {
     let state = ctx.rt.state(&id)?;
     ensure!(state["status"] == "stopped", "exited container: {state}");
     let out = read_out_log(&bundle)?;
-    ensure!(out.contains("\"errno\":2"), "the process's output is missing: {out:?}");
+    ensure!(
+        out.contains("\"errno\":2"),
+        "the process's output is missing: {out:?}"
+    );
     ctx.rt.delete(&id)?.ok("delete")?;
     leaks::check_clean(&before)?;
     Ok(())
@@ -91,14 +131,18 @@ fn wait_file(path: &std::path::Path, text: &str) -> TestResult {
         if now.contains(text) {
             return Ok(());
         }
-        ensure!(Instant::now() < deadline, "{} never contained {text:?}: {now:?}", path.display());
+        ensure!(
+            Instant::now() < deadline,
+            "{} never contained {text:?}: {now:?}",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
 
 fn kill_signals(ctx: &Ctx) -> TestResult {
     let mut bundle = ctx.bundle()?;
-    bundle.spec.root.as_mut().map(|r| r.readonly = false);
+    bundle.set_readonly(false);
     // sh is pid 1 of its pid namespace: only signals it handles reach it.
     bundle.set_args(&[
         "sh",
@@ -116,14 +160,27 @@ fn kill_signals(ctx: &Ctx) -> TestResult {
     for (n, signal) in ["USR1", "SIGUSR1", "10"].iter().enumerate() {
         ctx.rt.kill(&id, signal)?.ok(&format!("kill {signal}"))?;
         let deadline = Instant::now() + Duration::from_secs(10);
-        while fs::read_to_string(&sig).unwrap_or_default().matches("USR1").count() <= n {
-            ensure!(Instant::now() < deadline, "kill {signal} was not delivered as SIGUSR1");
+        while fs::read_to_string(&sig)
+            .unwrap_or_default()
+            .matches("USR1")
+            .count()
+            <= n
+        {
+            ensure!(
+                Instant::now() < deadline,
+                "kill {signal} was not delivered as SIGUSR1"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-    ensure!(ctx.rt.state(&id)?["status"] == "running", "USR1 stopped the container");
+    ensure!(
+        ctx.rt.state(&id)?["status"] == "running",
+        "USR1 stopped the container"
+    );
     // No signal argument: SIGTERM.
-    ctx.rt.call(&["kill", id.as_str()])?.ok("kill (default signal)")?;
+    ctx.rt
+        .call(&["kill", id.as_str()])?
+        .ok("kill (default signal)")?;
     ctx.wait(&id, "stopped")?;
     wait_file(&sig, "TERM")?;
     ctx.rt.delete(&id)?.ok("delete")?;
@@ -182,8 +239,13 @@ fn pid_file(ctx: &Ctx) -> TestResult {
     ctx.create_with(&bundle, &id, &opts)?;
     let result = (|| -> TestResult {
         let text = fs::read_to_string(&pid_file)?;
-        ensure!(!text.ends_with('\n'), "pid file ends with a newline: {text:?}");
-        let pid: i32 = text.parse().map_err(|e| format!("pid file {text:?}: {e}"))?;
+        ensure!(
+            !text.ends_with('\n'),
+            "pid file ends with a newline: {text:?}"
+        );
+        let pid: i32 = text
+            .parse()
+            .map_err(|e| format!("pid file {text:?}: {e}"))?;
         ensure!(pid == ctx.pid(&id)?, "pid file {pid} != state pid");
         Ok(())
     })();
@@ -204,8 +266,14 @@ fn list(ctx: &Ctx) -> TestResult {
         listed.sort();
         let mut want: Vec<&str> = ids.iter().map(String::as_str).collect();
         want.sort();
-        ensure!(listed == want, "list -q printed {listed:?}, expected {want:?}");
-        let json = ctx.rt.call(&["list", "--format", "json"])?.ok("list --format json")?;
+        ensure!(
+            listed == want,
+            "list -q printed {listed:?}, expected {want:?}"
+        );
+        let json = ctx
+            .rt
+            .call(&["list", "--format", "json"])?
+            .ok("list --format json")?;
         let value: Value = serde_json::from_str(&json.stdout)
             .map_err(|e| format!("list JSON ({e}): {}", json.stdout))?;
         let entries = value.as_array().cloned().unwrap_or_default();
@@ -233,11 +301,20 @@ fn delete_running(ctx: &Ctx) -> TestResult {
     ctx.rt.start(&id)?.ok("start")?;
     let pid = ctx.pid(&id)?;
     let refused = ctx.rt.delete(&id)?;
-    ensure!(!refused.success(), "delete of a running container succeeded");
+    ensure!(
+        !refused.success(),
+        "delete of a running container succeeded"
+    );
     let state = ctx.rt.state(&id)?;
-    ensure!(state["status"] == "running" && state["pid"] == pid, "refused delete changed it: {state}");
+    ensure!(
+        state["status"] == "running" && state["pid"] == pid,
+        "refused delete changed it: {state}"
+    );
     ctx.rt.delete_force(&id)?.ok("delete --force")?;
-    ensure!(ctx.rt.state(&id).is_err(), "state works after delete --force");
+    ensure!(
+        ctx.rt.state(&id).is_err(),
+        "state works after delete --force"
+    );
     leaks::check_clean(&before)?;
     Ok(())
 }
@@ -254,7 +331,11 @@ fn unknown_id(ctx: &Ctx) -> TestResult {
         let out = ctx.rt.call(&args)?;
         ensure!(!out.success(), "{args:?} on an unknown id succeeded");
         if ctx.is_berth() {
-            ensure!(out.stderr.contains(&id), "{args:?}: the error does not name the id: {}", out.stderr);
+            ensure!(
+                out.stderr.contains(&id),
+                "{args:?}: the error does not name the id: {}",
+                out.stderr
+            );
         }
     }
     Ok(())

@@ -35,7 +35,11 @@ pub struct Case {
 
 impl Case {
     pub const fn new(name: &'static str, run: fn(&Ctx) -> TestResult) -> Case {
-        Case { name, run, skip: &[] }
+        Case {
+            name,
+            run,
+            skip: &[],
+        }
     }
 
     pub const fn skip(self, skip: &'static [(Kind, &'static str)]) -> Case {
@@ -56,7 +60,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    eprintln!("conformance: runtime {} ({})", runtime.name, runtime.path.display());
+    eprintln!(
+        "conformance: runtime {} ({})",
+        runtime.name,
+        runtime.path.display()
+    );
     let run_skipped = std::env::var_os("BERTH_CONFORMANCE_RUN_SKIPPED").is_some();
     let cases = [
         lifecycle::cases(),

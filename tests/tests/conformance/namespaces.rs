@@ -10,17 +10,35 @@ use berth_executor::spec::{IdMapping, Namespace, NamespaceType};
 use berth_tests::leaks;
 use libtest_mimic::Failed;
 
-use crate::support::{host_ns, Ctx, TestResult};
+use crate::support::{host_ns, skip, Ctx, TestResult};
 use crate::{ensure, Case};
 
 pub fn cases() -> Vec<Case> {
     vec![
-        Case::new("namespaces::each_listed_type_is_new", each_listed_type_is_new),
-        Case::new("namespaces::unlisted_types_are_inherited", unlisted_types_are_inherited),
-        Case::new("namespaces::join_by_path_incl_pid_for_children", join_by_path),
-        Case::new("namespaces::join_mount_namespace_by_path", join_mount_by_path),
-        Case::new("namespaces::path_of_wrong_type_is_refused", wrong_type_is_refused),
-        Case::new("namespaces::user_namespace_maps_ids_and_binds_devices", user_namespace),
+        Case::new(
+            "namespaces::each_listed_type_is_new",
+            each_listed_type_is_new,
+        ),
+        Case::new(
+            "namespaces::unlisted_types_are_inherited",
+            unlisted_types_are_inherited,
+        ),
+        Case::new(
+            "namespaces::join_by_path_incl_pid_for_children",
+            join_by_path,
+        ),
+        Case::new(
+            "namespaces::join_mount_namespace_by_path",
+            join_mount_by_path,
+        ),
+        Case::new(
+            "namespaces::path_of_wrong_type_is_refused",
+            wrong_type_is_refused,
+        ),
+        Case::new(
+            "namespaces::user_namespace_maps_ids_and_binds_devices",
+            user_namespace,
+        ),
     ]
 }
 
@@ -31,10 +49,20 @@ fn each_listed_type_is_new(ctx: &Ctx) -> TestResult {
     let report = ctx.report(&mut bundle)?;
     for ns in NS_FILES {
         let inside = report["ns"][ns].as_str().unwrap_or("");
-        ensure!(!inside.is_empty() && inside != host_ns(ns), "{ns} namespace is not new: {inside}");
+        ensure!(
+            !inside.is_empty() && inside != host_ns(ns),
+            "{ns} namespace is not new: {inside}"
+        );
     }
-    ensure!(report["ns"]["user"] == host_ns("user").as_str(), "user namespace is new but not listed");
-    ensure!(report["pid"] == 1, "the process is not pid 1 of its pid namespace: {}", report["pid"]);
+    ensure!(
+        report["ns"]["user"] == host_ns("user").as_str(),
+        "user namespace is new but not listed"
+    );
+    ensure!(
+        report["pid"] == 1,
+        "the process is not pid 1 of its pid namespace: {}",
+        report["pid"]
+    );
     Ok(())
 }
 
@@ -48,7 +76,11 @@ fn unlisted_types_are_inherited(ctx: &Ctx) -> TestResult {
     let report = ctx.report(&mut bundle)?;
     for ns in ["cgroup", "ipc", "net", "pid", "user", "uts"] {
         let inside = report["ns"][ns].as_str().unwrap_or("");
-        ensure!(inside == host_ns(ns), "{ns} namespace is not the host's: {inside} vs {}", host_ns(ns));
+        ensure!(
+            inside == host_ns(ns),
+            "{ns} namespace is not the host's: {inside} vs {}",
+            host_ns(ns)
+        );
     }
     Ok(())
 }
@@ -58,6 +90,9 @@ struct Holder(Child);
 
 impl Holder {
     fn spawn(flags: &[&str]) -> Result<Holder, Failed> {
+        if berth_tests::runtime::which("unshare").is_none() {
+            skip("util-linux unshare is not installed")?;
+        }
         let child = Command::new("unshare")
             .args(flags)
             .args(["--fork", "/bin/busybox", "sleep", "120"])
@@ -68,14 +103,24 @@ impl Holder {
         let holder = Holder(child);
         // unshare(2) happens right after exec: wait until it has.
         let deadline = Instant::now() + Duration::from_secs(5);
-        let probe_ns = if flags.contains(&"--mount") { "mnt" } else { "uts" };
+        let probe_ns = if flags.contains(&"--mount") {
+            "mnt"
+        } else {
+            "uts"
+        };
         while holder.ns(probe_ns) == host_ns(probe_ns) {
-            ensure!(Instant::now() < deadline, "unshare {flags:?} never made its namespaces");
+            ensure!(
+                Instant::now() < deadline,
+                "unshare {flags:?} never made its namespaces"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
         if flags.contains(&"--pid") {
             while holder.ns("pid_for_children") == host_ns("pid") {
-                ensure!(Instant::now() < deadline, "unshare --pid never made its namespace");
+                ensure!(
+                    Instant::now() < deadline,
+                    "unshare --pid never made its namespace"
+                );
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
@@ -127,9 +172,16 @@ fn join_by_path(ctx: &Ctx) -> TestResult {
     for (_, file, inside_name) in joined {
         let want = holder.ns(file);
         let got = report["ns"][inside_name].as_str().unwrap_or("");
-        ensure!(got == want, "{inside_name}: joined {got}, expected {want} ({})", holder.path(file));
+        ensure!(
+            got == want,
+            "{inside_name}: joined {got}, expected {want} ({})",
+            holder.path(file)
+        );
     }
-    ensure!(report["pid"] != 1, "the init is pid 1, so it did not join the existing pid namespace");
+    ensure!(
+        report["pid"] != 1,
+        "the init is pid 1, so it did not join the existing pid namespace"
+    );
     Ok(())
 }
 
@@ -143,8 +195,15 @@ fn join_mount_by_path(ctx: &Ctx) -> TestResult {
     }
     let report = ctx.report(&mut bundle)?;
     let got = report["ns"]["mnt"].as_str().unwrap_or("");
-    ensure!(got == holder.ns("mnt"), "mnt: joined {got}, expected {}", holder.ns("mnt"));
-    ensure!(report["ns"]["uts"] != host_ns("uts").as_str(), "uts is not new");
+    ensure!(
+        got == holder.ns("mnt"),
+        "mnt: joined {got}, expected {}",
+        holder.ns("mnt")
+    );
+    ensure!(
+        report["ns"]["uts"] != host_ns("uts").as_str(),
+        "uts is not new"
+    );
     Ok(())
 }
 
@@ -168,7 +227,11 @@ fn wrong_type_is_refused(ctx: &Ctx) -> TestResult {
         if created {
             ctx.destroy(&id);
         }
-        ensure!(!created, "{} namespace given a {wrong} namespace path: create succeeded", typ.as_str());
+        ensure!(
+            !created,
+            "{} namespace given a {wrong} namespace path: create succeeded",
+            typ.as_str()
+        );
         if ctx.is_berth() {
             ensure!(
                 out.stderr.contains(&format!("/proc/self/ns/{wrong}")),
@@ -194,18 +257,43 @@ fn user_namespace(ctx: &Ctx) -> TestResult {
     });
     bundle.linux().uid_mappings = vec![map];
     bundle.linux().gid_mappings = vec![map];
-    bundle.spec.mounts.retain(|m| m.destination != "/sys/fs/cgroup");
+    bundle
+        .spec
+        .mounts
+        .retain(|m| m.destination != "/sys/fs/cgroup");
     let mut lines = ctx.probe(
         &mut bundle,
-        &["report", "+", "stat", "/dev/null", "+", "write", "/dev/null", "+", "stat", "/dev/zero"],
+        &[
+            "report",
+            "+",
+            "stat",
+            "/dev/null",
+            "+",
+            "write",
+            "/dev/null",
+            "+",
+            "stat",
+            "/dev/zero",
+        ],
     )?;
     ensure!(lines.len() == 4, "probe printed {lines:?}");
     let report = lines.remove(0);
-    ensure!(report["ns"]["user"] != host_ns("user").as_str(), "user namespace is not new");
-    ensure!(report["uid"] == 0 && report["gid"] == 0, "ids inside: {} {}", report["uid"], report["gid"]);
+    ensure!(
+        report["ns"]["user"] != host_ns("user").as_str(),
+        "user namespace is not new"
+    );
+    ensure!(
+        report["uid"] == 0 && report["gid"] == 0,
+        "ids inside: {} {}",
+        report["uid"],
+        report["gid"]
+    );
     for key in ["uid_map", "gid_map"] {
         let map = &report[key];
-        ensure!(map == &serde_json::json!(["0 100000 65536"]), "{key}: {map}");
+        ensure!(
+            map == &serde_json::json!(["0 100000 65536"]),
+            "{key}: {map}"
+        );
     }
     let null = &lines[0];
     ensure!(
@@ -215,8 +303,19 @@ fn user_namespace(ctx: &Ctx) -> TestResult {
     // mknod is impossible in the namespace: either the host's node is bound
     // (its owner, host root, shows as the overflow uid) or the runtime made
     // the node before entering it (crun: owned by the container's root).
-    ensure!(null["uid"] == 65534 || null["uid"] == 0, "/dev/null owner: {null}");
-    ensure!(lines[1]["errno"] == 0, "writing /dev/null failed: {}", lines[1]);
-    ensure!(lines[2]["type"] == "c" && lines[2]["minor"] == 5, "/dev/zero: {}", lines[2]);
+    ensure!(
+        null["uid"] == 65534 || null["uid"] == 0,
+        "/dev/null owner: {null}"
+    );
+    ensure!(
+        lines[1]["errno"] == 0,
+        "writing /dev/null failed: {}",
+        lines[1]
+    );
+    ensure!(
+        lines[2]["type"] == "c" && lines[2]["minor"] == 5,
+        "/dev/zero: {}",
+        lines[2]
+    );
     Ok(())
 }

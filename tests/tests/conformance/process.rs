@@ -33,7 +33,10 @@ pub fn cases() -> Vec<Case> {
         )]),
         Case::new("process::sysctl", sysctl),
         Case::new("process::terminal_via_console_socket", terminal),
-        Case::new("process::preserve_fds_passes_fd_3_and_nothing_else", preserve_fds),
+        Case::new(
+            "process::preserve_fds_passes_fd_3_and_nothing_else",
+            preserve_fds,
+        ),
     ]
 }
 
@@ -51,7 +54,11 @@ fn args_env_cwd(ctx: &Ctx) -> TestResult {
     bundle.process().env = strings(&["PATH=/bin:/usr/bin", "FOO=bar baz", "EMPTY=", "HOME=/tmp"]);
     bundle.process().cwd = "/home/berth".into();
     let report = ctx.probe(&mut bundle, &["report"])?.remove(0);
-    ensure!(report["args"] == json!(["/berth-probe", "report"]), "args: {}", report["args"]);
+    ensure!(
+        report["args"] == json!(["/berth-probe", "report"]),
+        "args: {}",
+        report["args"]
+    );
     let mut env = env_of(&report);
     env.sort();
     let want = ["EMPTY=", "FOO=bar baz", "HOME=/tmp", "PATH=/bin:/usr/bin"];
@@ -62,7 +69,7 @@ fn args_env_cwd(ctx: &Ctx) -> TestResult {
 
 fn user_ids(ctx: &Ctx) -> TestResult {
     let mut bundle = ctx.bundle()?;
-    bundle.spec.root.as_mut().map(|r| r.readonly = false);
+    bundle.set_readonly(false);
     bundle.process().user = User {
         uid: 1000,
         gid: 1000,
@@ -75,14 +82,39 @@ fn user_ids(ctx: &Ctx) -> TestResult {
     for key in ["uid", "euid", "gid", "egid"] {
         ensure!(r[key] == 1000, "{key} = {}", r[key]);
     }
-    let mut groups: Vec<u64> = r["groups"].as_array().into_iter().flatten().filter_map(Value::as_u64).collect();
+    let mut groups: Vec<u64> = r["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_u64)
+        .collect();
     groups.sort();
-    ensure!(groups == [5, 100], "supplementary groups {groups:?}, expected [5, 100]");
-    ensure!(r["umask"] == 0o027, "umask {:o}", r["umask"].as_u64().unwrap_or(0));
-    ensure!(lines[1]["errno"] == 0, "write /tmp as uid 1000: {}", lines[1]);
+    ensure!(
+        groups == [5, 100],
+        "supplementary groups {groups:?}, expected [5, 100]"
+    );
+    ensure!(
+        r["umask"] == 0o027,
+        "umask {:o}",
+        r["umask"].as_u64().unwrap_or(0)
+    );
+    ensure!(
+        lines[1]["errno"] == 0,
+        "write /tmp as uid 1000: {}",
+        lines[1]
+    );
     let meta = std::fs::metadata(bundle.host_path("/tmp/made-by-berth"))?;
-    ensure!(meta.mode() & 0o777 == 0o640, "file mode {:o} ignores the umask", meta.mode() & 0o777);
-    ensure!(meta.uid() == 1000 && meta.gid() == 1000, "file owned by {}:{}", meta.uid(), meta.gid());
+    ensure!(
+        meta.mode() & 0o777 == 0o640,
+        "file mode {:o} ignores the umask",
+        meta.mode() & 0o777
+    );
+    ensure!(
+        meta.uid() == 1000 && meta.gid() == 1000,
+        "file owned by {}:{}",
+        meta.uid(),
+        meta.gid()
+    );
     Ok(())
 }
 
@@ -121,7 +153,10 @@ fn rlimits(ctx: &Ctx) -> TestResult {
     let report = ctx.report(&mut bundle)?;
     for (typ, soft, hard) in limits {
         let got = &report["rlimits"][typ];
-        ensure!(got == &json!([soft, hard]), "{typ} = {got}, expected [{soft}, {hard}]");
+        ensure!(
+            got == &json!([soft, hard]),
+            "{typ} = {got}, expected [{soft}, {hard}]"
+        );
     }
     Ok(())
 }
@@ -159,26 +194,53 @@ fn caps(b: &[&str], e: &[&str], p: &[&str], i: &[&str], a: &[&str]) -> Capabilit
 fn check_caps(report: &Value, want: [(&str, &[&str]); 5]) -> TestResult {
     for (set, names) in want {
         let got = report["caps"][set].as_str().unwrap_or("");
-        ensure!(got == mask(names), "{set} = {got}, expected {} ({names:?})", mask(names));
+        ensure!(
+            got == mask(names),
+            "{set} = {got}, expected {} ({names:?})",
+            mask(names)
+        );
     }
     Ok(())
 }
 
 fn capabilities(ctx: &Ctx) -> TestResult {
-    let all: &[&str] = &["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SETUID"];
+    let all: &[&str] = &[
+        "CAP_CHOWN",
+        "CAP_KILL",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SETUID",
+    ];
     let inh: &[&str] = &["CAP_NET_BIND_SERVICE"];
     // Root: exec keeps the bounding set as permitted and effective.
     let mut bundle = ctx.bundle()?;
     bundle.process().capabilities = Some(caps(all, all, all, inh, inh));
     let report = ctx.report(&mut bundle)?;
-    check_caps(&report, [("bounding", all), ("effective", all), ("permitted", all), ("inheritable", inh), ("ambient", inh)])?;
+    check_caps(
+        &report,
+        [
+            ("bounding", all),
+            ("effective", all),
+            ("permitted", all),
+            ("inheritable", inh),
+            ("ambient", inh),
+        ],
+    )?;
     // Not root: only the ambient set survives exec into permitted and effective.
     let amb: &[&str] = &["CAP_KILL", "CAP_NET_BIND_SERVICE"];
     bundle.process().user.uid = 1000;
     bundle.process().user.gid = 1000;
     bundle.process().capabilities = Some(caps(all, amb, amb, amb, amb));
     let report = ctx.report(&mut bundle)?;
-    check_caps(&report, [("bounding", all), ("effective", amb), ("permitted", amb), ("inheritable", amb), ("ambient", amb)])
+    check_caps(
+        &report,
+        [
+            ("bounding", all),
+            ("effective", amb),
+            ("permitted", amb),
+            ("inheritable", amb),
+            ("ambient", amb),
+        ],
+    )
 }
 
 fn unknown_capability(ctx: &Ctx) -> TestResult {
@@ -187,7 +249,16 @@ fn unknown_capability(ctx: &Ctx) -> TestResult {
     let with_bogus: &[&str] = &["CAP_CHOWN", "CAP_BERTH_NO_SUCH_CAP", "CAP_KILL"];
     bundle.process().capabilities = Some(caps(with_bogus, with_bogus, with_bogus, &[], &[]));
     let report = ctx.report(&mut bundle)?;
-    check_caps(&report, [("bounding", known), ("effective", known), ("permitted", known), ("inheritable", &[]), ("ambient", &[])])
+    check_caps(
+        &report,
+        [
+            ("bounding", known),
+            ("effective", known),
+            ("permitted", known),
+            ("inheritable", &[]),
+            ("ambient", &[]),
+        ],
+    )
 }
 
 fn no_new_privileges(ctx: &Ctx) -> TestResult {
@@ -195,7 +266,11 @@ fn no_new_privileges(ctx: &Ctx) -> TestResult {
         let mut bundle = ctx.bundle()?;
         bundle.process().no_new_privileges = nnp;
         let report = ctx.report(&mut bundle)?;
-        ensure!(report["no_new_privs"] == u32::from(nnp), "noNewPrivileges {nnp}: NoNewPrivs {}", report["no_new_privs"]);
+        ensure!(
+            report["no_new_privs"] == u32::from(nnp),
+            "noNewPrivileges {nnp}: NoNewPrivs {}",
+            report["no_new_privs"]
+        );
     }
     Ok(())
 }
@@ -204,7 +279,11 @@ fn oom_score_adj(ctx: &Ctx) -> TestResult {
     let mut bundle = ctx.bundle()?;
     bundle.process().oom_score_adj = Some(500);
     let report = ctx.report(&mut bundle)?;
-    ensure!(report["oom_score_adj"] == 500, "oom_score_adj {}", report["oom_score_adj"]);
+    ensure!(
+        report["oom_score_adj"] == 500,
+        "oom_score_adj {}",
+        report["oom_score_adj"]
+    );
     Ok(())
 }
 
@@ -212,7 +291,11 @@ fn hostname(ctx: &Ctx) -> TestResult {
     let mut bundle = ctx.bundle()?;
     bundle.spec.hostname = Some("berth-host".into());
     let report = ctx.report(&mut bundle)?;
-    ensure!(report["hostname"] == "berth-host", "hostname {}", report["hostname"]);
+    ensure!(
+        report["hostname"] == "berth-host",
+        "hostname {}",
+        report["hostname"]
+    );
     Ok(())
 }
 
@@ -220,13 +303,21 @@ fn domainname(ctx: &Ctx) -> TestResult {
     let mut bundle = ctx.bundle()?;
     bundle.spec.domainname = Some("berth.example".into());
     let report = ctx.report(&mut bundle)?;
-    ensure!(report["domainname"] == "berth.example", "domainname {}", report["domainname"]);
+    ensure!(
+        report["domainname"] == "berth.example",
+        "domainname {}",
+        report["domainname"]
+    );
     Ok(())
 }
 
 fn sysctl(ctx: &Ctx) -> TestResult {
     let mut bundle = ctx.bundle()?;
-    let want = [("net.ipv4.ip_forward", "1"), ("net.core.somaxconn", "1234"), ("kernel.msgmax", "12345")];
+    let want = [
+        ("net.ipv4.ip_forward", "1"),
+        ("net.core.somaxconn", "1234"),
+        ("kernel.msgmax", "12345"),
+    ];
     for (k, v) in want {
         bundle.linux().sysctl.insert(k.into(), v.into());
     }
@@ -245,7 +336,10 @@ fn sysctl(ctx: &Ctx) -> TestResult {
 fn terminal(ctx: &Ctx) -> TestResult {
     let mut bundle = ctx.bundle()?;
     bundle.process().terminal = true;
-    bundle.process().console_size = Some(ConsoleSize { height: 30, width: 100 });
+    bundle.process().console_size = Some(ConsoleSize {
+        height: 30,
+        width: 100,
+    });
     bundle.set_args(&["sh", "-c", "/berth-probe report; stty size"]);
     let socket = ConsoleSocket::new()?;
     let id = ctx.id();
@@ -260,10 +354,21 @@ fn terminal(ctx: &Ctx) -> TestResult {
         let reader = console::spawn_reader(master, Duration::from_secs(20));
         ctx.rt.start(&id)?.ok("start")?;
         ctx.wait(&id, "stopped")?;
-        let out = String::from_utf8_lossy(&reader.join().map_err(|_| "pty reader panicked")?).into_owned();
-        let report = parse_lines(&out)?.into_iter().next().ok_or_else(|| format!("no report on the pty: {out:?}"))?;
-        ensure!(report["isatty"] == json!([true, true, true]), "stdio are not the terminal: {}", report["isatty"]);
-        ensure!(out.contains("\n30 100"), "consoleSize not applied, stty size printed: {out:?}");
+        let out = String::from_utf8_lossy(&reader.join().map_err(|_| "pty reader panicked")?)
+            .into_owned();
+        let report = parse_lines(&out)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("no report on the pty: {out:?}"))?;
+        ensure!(
+            report["isatty"] == json!([true, true, true]),
+            "stdio are not the terminal: {}",
+            report["isatty"]
+        );
+        ensure!(
+            out.contains("\n30 100"),
+            "consoleSize not applied, stty size printed: {out:?}"
+        );
         Ok(())
     })();
     ctx.destroy(&id);
@@ -288,14 +393,36 @@ fn preserve_fds(ctx: &Ctx) -> TestResult {
     };
     let out = ctx.run_with(&bundle, &opts, io)?;
     let lines = parse_lines(&out.stdout)?;
-    ensure!(lines[0]["data"] == "payload through fd 3", "fd 3 inside: {}", lines[0]);
-    let fds: Vec<i64> = lines[1]["fds"].as_array().into_iter().flatten().filter_map(|f| f["fd"].as_i64()).collect();
-    ensure!(fds == [0, 1, 2, 3], "open fds {fds:?}, expected [0, 1, 2, 3]: {}", lines[1]);
+    ensure!(
+        lines[0]["data"] == "payload through fd 3",
+        "fd 3 inside: {}",
+        lines[0]
+    );
+    let fds: Vec<i64> = lines[1]["fds"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["fd"].as_i64())
+        .collect();
+    ensure!(
+        fds == [0, 1, 2, 3],
+        "open fds {fds:?}, expected [0, 1, 2, 3]: {}",
+        lines[1]
+    );
 
     bundle.set_args(&["/berth-probe", "fds"]);
     let out = ctx.run(&bundle)?;
     let lines = parse_lines(&out.stdout)?;
-    let fds: Vec<i64> = lines[0]["fds"].as_array().into_iter().flatten().filter_map(|f| f["fd"].as_i64()).collect();
-    ensure!(fds == [0, 1, 2], "without --preserve-fds the process has fds {fds:?}: {}", lines[0]);
+    let fds: Vec<i64> = lines[0]["fds"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["fd"].as_i64())
+        .collect();
+    ensure!(
+        fds == [0, 1, 2],
+        "without --preserve-fds the process has fds {fds:?}: {}",
+        lines[0]
+    );
     Ok(())
 }

@@ -15,9 +15,16 @@ pub fn cases() -> Vec<Case> {
         Case::new("seccomp::default_action_with_errno_ret", default_action),
         Case::new("seccomp::per_syscall_actions", per_syscall_actions),
         Case::new("seccomp::argument_conditions", argument_conditions),
-        Case::new("seccomp::architectures_cover_compat_syscalls", architectures),
+        Case::new(
+            "seccomp::architectures_cover_compat_syscalls",
+            architectures,
+        ),
         Case::new("seccomp::unknown_syscall_name_is_skipped", unknown_syscall),
-        Case::new("seccomp::loaded_before_dropping_privileges_without_nnp", without_nnp).skip(&[(
+        Case::new(
+            "seccomp::loaded_before_dropping_privileges_without_nnp",
+            without_nnp,
+        )
+        .skip(&[(
             Kind::Runc,
             "Debian's runc 1.1.5 (CVE-2024-21626 backport) calls getcwd after loading the filter \
              when noNewPrivileges is false, so create fails when getcwd is blocked",
@@ -65,25 +72,50 @@ fn arg(index: u32, value: u64, value_two: u64, op: SeccompOperator) -> SyscallAr
 
 /// Runs a shell script in a container whose filter is `filter` and returns
 /// the JSON lines and the other lines it printed.
-fn run_script(ctx: &Ctx, filter: Seccomp, script: &str) -> Result<(Vec<Value>, Vec<String>), libtest_mimic::Failed> {
+fn run_script(
+    ctx: &Ctx,
+    filter: Seccomp,
+    script: &str,
+) -> Result<(Vec<Value>, Vec<String>), libtest_mimic::Failed> {
     let mut bundle: Bundle = ctx.bundle()?;
     bundle.linux().seccomp = Some(filter);
     bundle.set_args(&["sh", "-c", script]);
     let out = ctx.run(&bundle)?;
-    let other = out.stdout.lines().filter(|l| !l.starts_with('{')).map(String::from).collect();
+    let other = out
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with('{'))
+        .map(String::from)
+        .collect();
     Ok((parse_lines(&out.stdout)?, other))
 }
 
 fn default_action(ctx: &Ctx) -> TestResult {
     let mut bundle = ctx.bundle()?;
     let allowed: Vec<&str> = ALLOWED.split_whitespace().collect();
-    let mut filter = seccomp(SeccompAction::Errno, vec![rule(&allowed, SeccompAction::Allow, None)]);
+    let mut filter = seccomp(
+        SeccompAction::Errno,
+        vec![rule(&allowed, SeccompAction::Allow, None)],
+    );
     filter.default_errno_ret = Some(libc::EOPNOTSUPP as u32);
     bundle.linux().seccomp = Some(filter);
-    let lines = ctx.probe(&mut bundle, &["syscall", "getpgid", "0", "+", "syscall", "getpid", "+", "report"])?;
-    ensure!(lines[0]["errno"] == libc::EOPNOTSUPP, "a syscall outside the allow list: {}", lines[0]);
+    let lines = ctx.probe(
+        &mut bundle,
+        &[
+            "syscall", "getpgid", "0", "+", "syscall", "getpid", "+", "report",
+        ],
+    )?;
+    ensure!(
+        lines[0]["errno"] == libc::EOPNOTSUPP,
+        "a syscall outside the allow list: {}",
+        lines[0]
+    );
     ensure!(lines[1]["errno"] == 0, "an allowed syscall: {}", lines[1]);
-    ensure!(lines[2]["seccomp"] == 2, "Seccomp mode {}", lines[2]["seccomp"]);
+    ensure!(
+        lines[2]["seccomp"] == 2,
+        "Seccomp mode {}",
+        lines[2]["seccomp"]
+    );
     Ok(())
 }
 
@@ -102,13 +134,34 @@ fn per_syscall_actions(ctx: &Ctx) -> TestResult {
                   /berth-probe syscall sethostname s:x 1; echo kill=$?; \
                   /berth-probe syscall acct 0; echo trap=$?";
     let (lines, other) = run_script(ctx, filter, script)?;
-    ensure!(lines[0]["errno"] == libc::ENOMSG, "ERRNO with errnoRet: {}", lines[0]);
-    ensure!(lines[1]["errno"] == libc::EPERM, "ERRNO without errnoRet must be EPERM: {}", lines[1]);
-    ensure!(lines[2]["errno"] == 0 && lines[2]["ret"].as_i64() > Some(0), "LOG must allow: {}", lines[2]);
-    ensure!(lines.len() == 3, "KILL or TRAP let the syscall return: {lines:?}");
+    ensure!(
+        lines[0]["errno"] == libc::ENOMSG,
+        "ERRNO with errnoRet: {}",
+        lines[0]
+    );
+    ensure!(
+        lines[1]["errno"] == libc::EPERM,
+        "ERRNO without errnoRet must be EPERM: {}",
+        lines[1]
+    );
+    ensure!(
+        lines[2]["errno"] == 0 && lines[2]["ret"].as_i64() > Some(0),
+        "LOG must allow: {}",
+        lines[2]
+    );
+    ensure!(
+        lines.len() == 3,
+        "KILL or TRAP let the syscall return: {lines:?}"
+    );
     let sigsys = format!("{}", 128 + libc::SIGSYS);
-    ensure!(other.contains(&format!("kill={sigsys}")), "KILL did not end the process by SIGSYS: {other:?}");
-    ensure!(other.contains(&format!("trap={sigsys}")), "TRAP did not raise SIGSYS: {other:?}");
+    ensure!(
+        other.contains(&format!("kill={sigsys}")),
+        "KILL did not end the process by SIGSYS: {other:?}"
+    );
+    ensure!(
+        other.contains(&format!("trap={sigsys}")),
+        "TRAP did not raise SIGSYS: {other:?}"
+    );
     Ok(())
 }
 
@@ -120,11 +173,32 @@ fn argument_conditions(ctx: &Ctx) -> TestResult {
     let filter = seccomp(
         SeccompAction::Allow,
         vec![
-            with_args(&["personality"], 71, vec![arg(0, 8, 0, SeccompOperator::Equal)]),
+            with_args(
+                &["personality"],
+                71,
+                vec![arg(0, 8, 0, SeccompOperator::Equal)],
+            ),
             // MASKED_EQ: value is the mask, valueTwo the datum.
-            with_args(&["unshare"], 72, vec![arg(0, 0x1000_0000, 0x1000_0000, SeccompOperator::MaskedEqual)]),
-            with_args(&["getpriority"], 73, vec![arg(0, 1, 0, SeccompOperator::GreaterThan)]),
-            with_args(&["getpgid"], 74, vec![arg(0, 0, 0, SeccompOperator::NotEqual)]),
+            with_args(
+                &["unshare"],
+                72,
+                vec![arg(
+                    0,
+                    0x1000_0000,
+                    0x1000_0000,
+                    SeccompOperator::MaskedEqual,
+                )],
+            ),
+            with_args(
+                &["getpriority"],
+                73,
+                vec![arg(0, 1, 0, SeccompOperator::GreaterThan)],
+            ),
+            with_args(
+                &["getpgid"],
+                74,
+                vec![arg(0, 0, 0, SeccompOperator::NotEqual)],
+            ),
         ],
     );
     let script = "/berth-probe syscall personality 8 + syscall personality 0xffffffff \
@@ -145,7 +219,11 @@ fn argument_conditions(ctx: &Ctx) -> TestResult {
     ];
     ensure!(l.len() == expect.len(), "probe printed {l:?}");
     for (i, (what, errno)) in expect.iter().enumerate() {
-        ensure!(l[i]["errno"] == *errno, "{what}: errno {}, expected {errno}", l[i]["errno"]);
+        ensure!(
+            l[i]["errno"] == *errno,
+            "{what}: errno {}, expected {errno}",
+            l[i]["errno"]
+        );
     }
     Ok(())
 }
@@ -154,7 +232,10 @@ fn architectures(ctx: &Ctx) -> TestResult {
     let rules = vec![rule(&["getpid"], SeccompAction::Errno, Some(75))];
     let script = "/berth-probe syscall32 getpid; echo rc=$?";
     let (lines, _) = run_script(ctx, seccomp(SeccompAction::Allow, rules.clone()), script)?;
-    ensure!(lines.first().is_some_and(|l| l["errno"] == 75), "i386 getpid with SCMP_ARCH_X86 listed: {lines:?}");
+    ensure!(
+        lines.first().is_some_and(|l| l["errno"] == 75),
+        "i386 getpid with SCMP_ARCH_X86 listed: {lines:?}"
+    );
     let mut native_only = seccomp(SeccompAction::Allow, rules);
     native_only.architectures = strings(&["SCMP_ARCH_X86_64"]);
     let (lines, other) = run_script(ctx, native_only, script)?;
@@ -167,10 +248,18 @@ fn architectures(ctx: &Ctx) -> TestResult {
 
 fn unknown_syscall(ctx: &Ctx) -> TestResult {
     let mut bundle = ctx.bundle()?;
-    let rules = vec![rule(&["berth_no_such_syscall", "uname"], SeccompAction::Errno, Some(76))];
+    let rules = vec![rule(
+        &["berth_no_such_syscall", "uname"],
+        SeccompAction::Errno,
+        Some(76),
+    )];
     bundle.linux().seccomp = Some(seccomp(SeccompAction::Allow, rules));
     let lines = ctx.probe(&mut bundle, &["syscall", "uname"])?;
-    ensure!(lines[0]["errno"] == 76, "the known name in a rule with an unknown one: {}", lines[0]);
+    ensure!(
+        lines[0]["errno"] == 76,
+        "the known name in a rule with an unknown one: {}",
+        lines[0]
+    );
     Ok(())
 }
 
@@ -183,6 +272,10 @@ fn without_nnp(ctx: &Ctx) -> TestResult {
     bundle.linux().seccomp = Some(seccomp(SeccompAction::Allow, rules));
     let lines = ctx.probe(&mut bundle, &["syscall", "getcwd", "+", "report"])?;
     ensure!(lines[0]["errno"] == libc::EPERM, "getcwd: {}", lines[0]);
-    ensure!(lines[1]["no_new_privs"] == 0 && lines[1]["seccomp"] == 2, "NoNewPrivs/Seccomp: {}", lines[1]);
+    ensure!(
+        lines[1]["no_new_privs"] == 0 && lines[1]["seccomp"] == 2,
+        "NoNewPrivs/Seccomp: {}",
+        lines[1]
+    );
     Ok(())
 }

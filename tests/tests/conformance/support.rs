@@ -63,7 +63,11 @@ impl Ctx {
     /// A container id unique to this test run.
     pub fn id(&self) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let short: String = self.name.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+        let short: String = self
+            .name
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
         format!("bt{}-{}-{n}", std::process::id(), short)
     }
 
@@ -108,7 +112,12 @@ impl Ctx {
         self.run_with(bundle, &CreateOptions::default(), Io::default())
     }
 
-    pub fn run_with(&self, bundle: &Bundle, opts: &CreateOptions, io: Io) -> Result<Output, Failed> {
+    pub fn run_with(
+        &self,
+        bundle: &Bundle,
+        opts: &CreateOptions,
+        io: Io,
+    ) -> Result<Output, Failed> {
         bundle.write_config()?;
         let id = self.id();
         let before = self.snapshot(bundle, &id);
@@ -118,8 +127,11 @@ impl Ctx {
             (Ok(out), Ok(())) => Ok(out),
             (Ok(_), Err(leak)) => Err(leak.into()),
             (Err(e), Ok(())) => Err(e.into()),
-            (Err(e), Err(leak)) => Err(format!("{e}
-and {leak}").into()),
+            (Err(e), Err(leak)) => Err(format!(
+                "{e}
+and {leak}"
+            )
+            .into()),
         }
     }
 
@@ -145,13 +157,20 @@ and {leak}").into()),
         self.create_with(bundle, id, &CreateOptions::default())
     }
 
-    pub fn create_with(&self, bundle: &Bundle, id: &str, opts: &CreateOptions) -> Result<(), Failed> {
+    pub fn create_with(
+        &self,
+        bundle: &Bundle,
+        id: &str,
+        opts: &CreateOptions,
+    ) -> Result<(), Failed> {
         bundle.write_config()?;
         let io = Io {
             output: Some(out_log(bundle)?),
             ..Io::default()
         };
-        self.rt.create_with(id, &bundle.dir, opts, io)?.ok(&format!("create {id}"))?;
+        self.rt
+            .create_with(id, &bundle.dir, opts, io)?
+            .ok(&format!("create {id}"))?;
         Ok(())
     }
 
@@ -191,7 +210,9 @@ pub fn read_out_log(bundle: &Bundle) -> io::Result<String> {
 pub fn parse_lines(text: &str) -> Result<Vec<Value>, Failed> {
     text.lines()
         .filter(|l| l.trim_start().starts_with('{'))
-        .map(|l| serde_json::from_str(l).map_err(|e| Failed::from(format!("bad probe JSON ({e}): {l}"))))
+        .map(|l| {
+            serde_json::from_str(l).map_err(|e| Failed::from(format!("bad probe JSON ({e}): {l}")))
+        })
         .collect()
 }
 
@@ -209,8 +230,7 @@ pub fn mount_line<'a>(report: &'a Value, point: &str) -> Option<&'a str> {
         .as_array()?
         .iter()
         .filter_map(Value::as_str)
-        .filter(|l| l.split(' ').nth(4) == Some(point))
-        .next_back()
+        .rfind(|l| l.split(' ').nth(4) == Some(point))
 }
 
 /// The per-mount options (field 6) of a mountinfo line.

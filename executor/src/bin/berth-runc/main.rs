@@ -4,7 +4,6 @@
 mod args;
 mod commands;
 mod foreground;
-mod log;
 
 use std::process::ExitCode;
 
@@ -30,7 +29,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Err(e) = log::Logger::install(cli.log.as_deref(), json, cli.debug) {
+    if let Err(e) = berth_executor::logging::Logger::install(cli.log.as_deref(), json, cli.debug) {
         eprintln!(
             "open log file {}: {e}",
             cli.log

@@ -1,6 +1,7 @@
-//! Log output as runc writes it: with `--log-format json`, one JSON object
-//! per line ({"level":"error","msg":"...","time":"..."}), which the stock
-//! containerd runc shim reads to report errors; otherwise logfmt-like text.
+//! A small `tracing` subscriber writing log lines as runc and containerd's
+//! shims do: JSON objects ({"level":"error","msg":"...","time":"..."}, which
+//! the stock runc shim reads back to report errors) or logrus-style text.
+//! Used by berth-runc and the shim; no threads, no buffering.
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -19,7 +20,8 @@ pub struct Logger {
 }
 
 impl Logger {
-    /// Installs the logger as the global tracing subscriber.
+    /// Installs the logger as the global tracing subscriber, writing to
+    /// `path` (appending) or stderr.
     pub fn install(path: Option<&Path>, json: bool, debug: bool) -> std::io::Result<()> {
         let out: Box<dyn Write + Send> = match path {
             Some(p) => Box::new(File::options().create(true).append(true).open(p)?),
@@ -86,7 +88,7 @@ impl Subscriber for Logger {
         let mut f = Fields::default();
         event.record(&mut f);
         let level = level_name(event.metadata().level());
-        let time = berth_executor::state::rfc3339_now();
+        let time = crate::state::rfc3339_now();
         let line = if self.json {
             let mut obj = serde_json::Map::new();
             obj.insert("level".into(), level.into());

@@ -1,0 +1,667 @@
+//! The 17 methods of `containerd.task.v2.Task`, mapped onto the executor
+//! in-process (no runtime binary is exec'd). Refusals and events follow
+//! containerd's runc shim.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use berth_executor::criu::{CheckpointOptions, CriuOptions, RestoreOptions};
+use berth_executor::spec::{self, NamespaceType, Process, Resources};
+use berth_executor::{CreateOptions, ExecOptions, Status as CtrStatus};
+use berth_ttrpc_api::protobuf::well_known_types::empty::Empty;
+use berth_ttrpc_api::protobuf::MessageField;
+use berth_ttrpc_api::protos::types::task::{ProcessInfo, Status as TaskStatus};
+use berth_ttrpc_api::task::*;
+use berth_ttrpc_api::typeurl::{self, CheckpointOptions as CpOpts, ProcessDetails, ShimOptions};
+use berth_ttrpc_api::protos::events::task::TaskIO;
+use berth_ttrpc_api::typeurl::{TaskCheckpointed, TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted};
+use berth_ttrpc_api::typeurl::{TaskPaused, TaskResumed, TaskStart};
+use berth_ttrpc_api::{Ctx, Status, TaskReply, TaskService};
+
+use crate::io::{self, StdioPaths};
+use crate::process::{timestamp, Ctr, ProcState, Proc, Restore};
+use crate::service::{io_status, status, Service};
+
+type Reply<T> = TaskReply<T>;
+
+fn ready<T>(r: Result<T, Status>) -> Reply<T> {
+    TaskReply::Ready(r)
+}
+
+/// A socket pair standing in for a console socket: the container sends
+/// the pty master on `theirs`, the shim receives it on `ours`.
+fn console_pair() -> Result<(OwnedFd, OwnedFd), Status> {
+    let mut fds = [0; 2];
+    // SAFETY: fds points to two writable ints.
+    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) } != 0 {
+        return Err(io_status(std::io::Error::last_os_error()));
+    }
+    // SAFETY: both fds were just created and are owned here.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn receive_master(ours: &OwnedFd) -> Result<OwnedFd, Status> {
+    berth_executor::exec::receive_fd(ours.as_raw_fd()).map_err(io_status)
+}
+
+impl Service {
+    fn create_task(&mut self, req: CreateTaskRequest) -> Result<CreateTaskResponse, Status> {
+        if self.containers.contains_key(&req.id) {
+            return Err(Status::already_exists(format!("container {}", req.id)));
+        }
+        let opts = match req.options.as_ref() {
+            Some(any) if !any.type_url.is_empty() => typeurl::shim_options(any).map_err(Status::from)?,
+            _ => ShimOptions::None,
+        };
+        let no_pivot = matches!(&opts, ShimOptions::Runc(o) if o.no_pivot_root);
+        let bundle = PathBuf::from(&req.bundle);
+        let rootfs = bundle.join("rootfs");
+        let mut mounted = false;
+        for m in &req.rootfs {
+            if let Err(e) = berth_executor::mount::mount(&m.type_, &m.source, &rootfs, &m.options) {
+                berth_executor::mount::unmount_all(&rootfs);
+                return Err(status(e));
+            }
+            mounted = true;
+        }
+        let undo_mounts = |mounted: bool| {
+            if mounted {
+                berth_executor::mount::unmount_all(&rootfs);
+            }
+        };
+        let stdio = StdioPaths {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+        };
+        let config = spec::load_bundle_config(&bundle).map_err(|e| {
+            undo_mounts(mounted);
+            status(e)
+        })?;
+        let own_pid_ns = config
+            .linux
+            .as_ref()
+            .is_some_and(|l| l.namespaces.iter().any(|n| n.typ == NamespaceType::Pid && n.path.is_none()));
+        let mut ctr = Ctr {
+            id: req.id.clone(),
+            bundle: bundle.clone(),
+            container: None,
+            init: Proc::new("", stdio.clone()),
+            execs: Default::default(),
+            restore: None,
+            own_pid_ns,
+            rootfs_mounted: mounted,
+            oom: None,
+        };
+        if !req.checkpoint.is_empty() {
+            // Restore happens at Start, as with the runc shim.
+            let (image_path, work_path) = match &opts {
+                ShimOptions::Runc(o) if !o.criu_image_path.is_empty() => (
+                    PathBuf::from(&o.criu_image_path),
+                    Some(PathBuf::from(&o.criu_work_path)).filter(|p| !p.as_os_str().is_empty()),
+                ),
+                _ => (PathBuf::from(&req.checkpoint), None),
+            };
+            ctr.restore = Some(Restore { image_path, work_path });
+            self.containers.insert(req.id.clone(), ctr);
+            self.publish(&task_create(&req, 0));
+            return Ok(CreateTaskResponse::new());
+        }
+        let mut create = CreateOptions {
+            bundle: bundle.clone(),
+            no_pivot,
+            ..Default::default()
+        };
+        let (console_ours, child_stdio) = if req.terminal {
+            let (ours, theirs) = console_pair()?;
+            create.console_fd = Some(theirs);
+            (Some(ours), None)
+        } else {
+            let (child, pio) = io::open_direct(&stdio).map_err(|e| {
+                undo_mounts(mounted);
+                io_status(e)
+            })?;
+            create.stdio = Some(child.raw());
+            ctr.init.io = pio;
+            (None, Some(child))
+        };
+        let container = match self.runtime.create(&req.id, create) {
+            Ok(c) => c,
+            Err(e) => {
+                undo_mounts(mounted);
+                return Err(status(e));
+            }
+        };
+        drop(child_stdio);
+        let pid = container.pid();
+        ctr.init.pid = pid;
+        ctr.container = Some(container);
+        self.containers.insert(req.id.clone(), ctr);
+        if let Some(ours) = console_ours {
+            let master = receive_master(&ours)?;
+            self.watch_relay(&req.id, "", master)?;
+        }
+        self.watch_oom(&req.id);
+        self.publish(&task_create(&req, pid as u32));
+        let mut resp = CreateTaskResponse::new();
+        resp.pid = pid as u32;
+        Ok(resp)
+    }
+
+    fn start_init(&mut self, id: &str) -> Result<u32, Status> {
+        let c = self.container_mut(id)?;
+        if let Some(restore) = c.restore.take() {
+            return self.restore_init(id, restore);
+        }
+        if c.init.state != ProcState::Created {
+            return Err(Status::failed_precondition(format!("container {id}: process already started")));
+        }
+        let container = c
+            .container
+            .as_mut()
+            .ok_or_else(|| Status::failed_precondition(format!("container {id} was not created")))?;
+        container.start().map_err(status)?;
+        c.init.state = ProcState::Running;
+        let pid = c.init.pid;
+        let mut ev = TaskStart::new();
+        ev.container_id = id.to_string();
+        ev.pid = pid as u32;
+        self.publish(&ev);
+        // The process may have exited before we looked.
+        if let Some(exit) = self.take_unclaimed(pid) {
+            self.record_exit(pid, exit);
+        }
+        Ok(pid as u32)
+    }
+
+    fn restore_init(&mut self, id: &str, restore: Restore) -> Result<u32, Status> {
+        let c = self.container_mut(id)?;
+        let (child, pio) = io::open_direct(&c.init.stdio).map_err(io_status)?;
+        let work = restore.work_path.unwrap_or_else(|| c.bundle.join("criu-work"));
+        let opts = RestoreOptions {
+            criu: CriuOptions {
+                image_path: restore.image_path,
+                work_path: Some(work),
+                ..Default::default()
+            },
+            bundle: c.bundle.clone(),
+            pid_file: None,
+            no_pivot: false,
+            stdio: Some(child.raw()),
+        };
+        let container = self.runtime.restore(id, opts).map_err(status)?;
+        drop(child);
+        let c = self.container_mut(id)?;
+        let pid = container.pid();
+        c.init.io = pio;
+        c.init.pid = pid;
+        c.init.state = ProcState::Running;
+        c.container = Some(container);
+        self.watch_oom(id);
+        let mut ev = TaskStart::new();
+        ev.container_id = id.to_string();
+        ev.pid = pid as u32;
+        self.publish(&ev);
+        Ok(pid as u32)
+    }
+
+    fn start_exec(&mut self, id: &str, exec_id: &str) -> Result<u32, Status> {
+        let c = self.container_mut(id)?;
+        if c.init.state != ProcState::Running {
+            return Err(Status::failed_precondition(format!("container {id} is not running")));
+        }
+        let container = c
+            .container
+            .clone()
+            .ok_or_else(|| Status::failed_precondition(format!("container {id} was not created")))?;
+        let p = c
+            .execs
+            .get_mut(exec_id)
+            .ok_or_else(|| Status::not_found(format!("process {exec_id}")))?;
+        if p.state != ProcState::Created {
+            return Err(Status::failed_precondition(format!("process {exec_id} already started")));
+        }
+        let process = p.spec.take().unwrap_or_default();
+        let mut opts = ExecOptions {
+            process,
+            ..Default::default()
+        };
+        let (console_ours, child) = if p.stdio.terminal {
+            let (ours, theirs) = console_pair()?;
+            opts.console_fd = Some(theirs);
+            (Some(ours), None)
+        } else {
+            let (child, pio) = io::open_direct(&p.stdio).map_err(io_status)?;
+            opts.stdio = Some(child.raw());
+            p.io = pio;
+            (None, Some(child))
+        };
+        let pid = container.exec(opts).map_err(status)?;
+        drop(child);
+        p.pid = pid;
+        p.state = ProcState::Running;
+        if let Some(ours) = console_ours {
+            let master = receive_master(&ours)?;
+            self.watch_relay(id, exec_id, master)?;
+        }
+        let mut ev = TaskExecStarted::new();
+        ev.container_id = id.to_string();
+        ev.exec_id = exec_id.to_string();
+        ev.pid = pid as u32;
+        self.publish(&ev);
+        if let Some(exit) = self.take_unclaimed(pid) {
+            self.record_exit(pid, exit);
+        }
+        Ok(pid as u32)
+    }
+
+    fn delete_task(&mut self, id: &str, exec_id: &str) -> Result<DeleteResponse, Status> {
+        let c = self.container_mut(id)?;
+        let response = |p: &Proc| {
+            let mut r = DeleteResponse::new();
+            r.pid = p.pid as u32;
+            if let Some(e) = p.exit {
+                r.exit_status = e.status;
+                r.exited_at = MessageField::some(timestamp(e.at));
+            }
+            r
+        };
+        if !exec_id.is_empty() {
+            let p = c
+                .execs
+                .get(exec_id)
+                .ok_or_else(|| Status::not_found(format!("process {exec_id}")))?;
+            if p.state == ProcState::Running {
+                return Err(Status::failed_precondition(format!("cannot delete a running process {exec_id}")));
+            }
+            let r = response(p);
+            if let Some(mut p) = c.execs.remove(exec_id) {
+                if let Some(relay) = p.io.relay.take() {
+                    relay.deregister(&self.registry);
+                }
+            }
+            return Ok(r);
+        }
+        if c.init.state == ProcState::Running {
+            return Err(Status::failed_precondition(format!("cannot delete a running container {id}")));
+        }
+        if let Some(container) = c.container.take() {
+            container.delete(false).map_err(status)?;
+        }
+        if c.rootfs_mounted {
+            berth_executor::mount::unmount_all(&c.bundle.join("rootfs"));
+        }
+        let r = response(&c.init);
+        self.unwatch(id);
+        if let Some(mut c) = self.containers.remove(id) {
+            for p in std::iter::once(&mut c.init).chain(c.execs.values_mut()) {
+                if let Some(relay) = p.io.relay.take() {
+                    relay.deregister(&self.registry);
+                }
+            }
+        }
+        let mut ev = TaskDelete::new();
+        ev.container_id = id.to_string();
+        ev.id = id.to_string();
+        ev.pid = r.pid;
+        ev.exit_status = r.exit_status;
+        ev.exited_at = r.exited_at.clone();
+        self.publish(&ev);
+        Ok(r)
+    }
+
+    fn kill_task(&mut self, req: &KillRequest) -> Result<(), Status> {
+        let c = self.container(&req.id)?;
+        let p = c
+            .process(&req.exec_id)
+            .ok_or_else(|| Status::not_found(format!("process {}", req.exec_id)))?;
+        if p.state == ProcState::Stopped {
+            return Err(Status::not_found(format!("process {}: process already finished", p.pid)));
+        }
+        let signal = req.signal as i32;
+        if req.exec_id.is_empty() {
+            let container = c
+                .container
+                .as_ref()
+                .ok_or_else(|| Status::failed_precondition(format!("container {} was not created", req.id)))?;
+            return container.kill(signal, req.all).map_err(status);
+        }
+        if p.state == ProcState::Created {
+            return Err(Status::failed_precondition(format!("process {} has not been started", req.exec_id)));
+        }
+        // SAFETY: plain kill(2).
+        if unsafe { libc::kill(p.pid, signal) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ESRCH) {
+                return Err(Status::not_found(format!("process {}: process already finished", p.pid)));
+            }
+            return Err(io_status(e));
+        }
+        Ok(())
+    }
+
+    fn checkpoint_task(&mut self, req: &CheckpointTaskRequest) -> Result<(), Status> {
+        let c = self.container(&req.id)?;
+        let container = c
+            .container
+            .as_ref()
+            .ok_or_else(|| Status::failed_precondition(format!("container {} was not created", req.id)))?;
+        let o: CpOpts = match req.options.as_ref() {
+            Some(any) if !any.type_url.is_empty() => typeurl::unpack(any).map_err(Status::from)?,
+            _ => CpOpts::new(),
+        };
+        let image_path = if o.image_path.is_empty() { PathBuf::from(&req.path) } else { PathBuf::from(&o.image_path) };
+        let (work_path, remove_work) = if o.work_path.is_empty() {
+            (criu_work_dir(&c.bundle), true)
+        } else {
+            (PathBuf::from(&o.work_path), false)
+        };
+        let opts = CheckpointOptions {
+            criu: CriuOptions {
+                image_path: image_path.clone(),
+                work_path: Some(work_path.clone()),
+                tcp_established: o.open_tcp,
+                ext_unix_sk: o.external_unix_sockets,
+                shell_job: o.terminal,
+                file_locks: o.file_locks,
+                empty_ns: o.empty_namespaces.clone(),
+                manage_cgroups_mode: None,
+            },
+            leave_running: !o.exit,
+            parent_path: None,
+            pre_dump: false,
+        };
+        let result = container.checkpoint(&opts).map_err(status);
+        if remove_work && result.is_ok() {
+            let _ = std::fs::remove_dir_all(&work_path);
+        }
+        result?;
+        let mut ev = TaskCheckpointed::new();
+        ev.container_id = req.id.clone();
+        ev.checkpoint = image_path.display().to_string();
+        self.publish(&ev);
+        Ok(())
+    }
+
+    fn state_of(&self, id: &str, exec_id: &str) -> Result<StateResponse, Status> {
+        let c = self.container(id)?;
+        let p = c
+            .process(exec_id)
+            .ok_or_else(|| Status::not_found(format!("process {exec_id}")))?;
+        let mut r = StateResponse::new();
+        r.id = if exec_id.is_empty() { id.to_string() } else { exec_id.to_string() };
+        r.bundle = c.bundle.display().to_string();
+        r.pid = p.pid as u32;
+        let paused = exec_id.is_empty()
+            && p.state == ProcState::Running
+            && c.container.as_ref().is_some_and(|k| k.status() == CtrStatus::Paused);
+        r.status = match p.state {
+            ProcState::Created => TaskStatus::CREATED,
+            ProcState::Running if paused => TaskStatus::PAUSED,
+            ProcState::Running => TaskStatus::RUNNING,
+            ProcState::Stopped => TaskStatus::STOPPED,
+        }
+        .into();
+        r.stdin = p.stdio.stdin.clone();
+        r.stdout = p.stdio.stdout.clone();
+        r.stderr = p.stdio.stderr.clone();
+        r.terminal = p.stdio.terminal;
+        if let Some(e) = p.exit {
+            r.exit_status = e.status;
+            r.exited_at = MessageField::some(timestamp(e.at));
+        }
+        r.exec_id = exec_id.to_string();
+        Ok(r)
+    }
+
+    fn running_container(&self, id: &str) -> Result<&berth_executor::Container, Status> {
+        let c = self.container(id)?;
+        if c.init.state == ProcState::Stopped {
+            return Err(Status::failed_precondition(format!("container {id} is stopped")));
+        }
+        c.container
+            .as_ref()
+            .ok_or_else(|| Status::failed_precondition(format!("container {id} was not created")))
+    }
+}
+
+/// The CRIU work directory: the bundle's persistent `work` dir if it has one.
+fn criu_work_dir(bundle: &Path) -> PathBuf {
+    let work = bundle.join("work");
+    if work.is_dir() {
+        work.join("criu-work")
+    } else {
+        bundle.join("criu-work")
+    }
+}
+
+fn task_create(req: &CreateTaskRequest, pid: u32) -> TaskCreate {
+    let mut ev = TaskCreate::new();
+    ev.container_id = req.id.clone();
+    ev.bundle = req.bundle.clone();
+    ev.rootfs = req.rootfs.clone();
+    let mut tio = TaskIO::new();
+    tio.stdin = req.stdin.clone();
+    tio.stdout = req.stdout.clone();
+    tio.stderr = req.stderr.clone();
+    tio.terminal = req.terminal;
+    ev.io = MessageField::some(tio);
+    ev.checkpoint = req.checkpoint.clone();
+    ev.pid = pid;
+    ev
+}
+
+impl TaskService for Service {
+    fn state(&mut self, _: &Ctx, req: StateRequest) -> Reply<StateResponse> {
+        ready(self.state_of(&req.id, &req.exec_id))
+    }
+
+    fn create(&mut self, _: &Ctx, req: CreateTaskRequest) -> Reply<CreateTaskResponse> {
+        ready(self.create_task(req))
+    }
+
+    fn start(&mut self, _: &Ctx, req: StartRequest) -> Reply<StartResponse> {
+        let r = if req.exec_id.is_empty() {
+            self.start_init(&req.id)
+        } else {
+            self.start_exec(&req.id, &req.exec_id)
+        };
+        ready(r.map(|pid| {
+            let mut resp = StartResponse::new();
+            resp.pid = pid;
+            resp
+        }))
+    }
+
+    fn delete(&mut self, _: &Ctx, req: DeleteRequest) -> Reply<DeleteResponse> {
+        ready(self.delete_task(&req.id, &req.exec_id))
+    }
+
+    fn pids(&mut self, _: &Ctx, req: PidsRequest) -> Reply<PidsResponse> {
+        ready((|| {
+            let c = self.container(&req.id)?;
+            let container = c
+                .container
+                .as_ref()
+                .ok_or_else(|| Status::failed_precondition(format!("container {} was not created", req.id)))?;
+            let mut resp = PidsResponse::new();
+            for pid in container.pids().map_err(status)? {
+                let mut info = ProcessInfo::new();
+                info.pid = pid as u32;
+                if let Some(p) = c.execs.values().find(|p| p.pid == pid) {
+                    let mut d = ProcessDetails::new();
+                    d.exec_id = p.exec_id.clone();
+                    info.info = typeurl::pack(&d).ok().into();
+                }
+                resp.processes.push(info);
+            }
+            Ok(resp)
+        })())
+    }
+
+    fn pause(&mut self, _: &Ctx, req: PauseRequest) -> Reply<Empty> {
+        let r = self.running_container(&req.id).and_then(|c| c.pause().map_err(status));
+        if r.is_ok() {
+            let mut ev = TaskPaused::new();
+            ev.container_id = req.id.clone();
+            self.publish(&ev);
+        }
+        ready(r.map(|_| Empty::new()))
+    }
+
+    fn resume(&mut self, _: &Ctx, req: ResumeRequest) -> Reply<Empty> {
+        let r = self.running_container(&req.id).and_then(|c| c.resume().map_err(status));
+        if r.is_ok() {
+            let mut ev = TaskResumed::new();
+            ev.container_id = req.id.clone();
+            self.publish(&ev);
+        }
+        ready(r.map(|_| Empty::new()))
+    }
+
+    fn checkpoint(&mut self, _: &Ctx, req: CheckpointTaskRequest) -> Reply<Empty> {
+        ready(self.checkpoint_task(&req).map(|_| Empty::new()))
+    }
+
+    fn kill(&mut self, _: &Ctx, req: KillRequest) -> Reply<Empty> {
+        ready(self.kill_task(&req).map(|_| Empty::new()))
+    }
+
+    fn exec(&mut self, _: &Ctx, req: ExecProcessRequest) -> Reply<Empty> {
+        ready((|| {
+            let c = self.container_mut(&req.id)?;
+            if c.execs.contains_key(&req.exec_id) {
+                return Err(Status::already_exists(format!("id {}", req.exec_id)));
+            }
+            if c.init.state != ProcState::Running {
+                return Err(Status::failed_precondition(format!("container {} is not running", req.id)));
+            }
+            if c.container.as_ref().is_some_and(|k| k.status() == CtrStatus::Paused) {
+                return Err(Status::failed_precondition(format!("cannot exec in a paused container {}", req.id)));
+            }
+            let value = req.spec.as_ref().map(|a| a.value.as_slice()).unwrap_or_default();
+            let mut process: Process = spec::parse_json(value)
+                .map_err(|m| Status::invalid_argument(format!("exec {} process spec: {m}", req.exec_id)))?;
+            process.terminal = req.terminal;
+            let mut p = Proc::new(
+                &req.exec_id,
+                StdioPaths {
+                    stdin: req.stdin.clone(),
+                    stdout: req.stdout.clone(),
+                    stderr: req.stderr.clone(),
+                    terminal: req.terminal,
+                },
+            );
+            p.spec = Some(process);
+            c.execs.insert(req.exec_id.clone(), p);
+            let mut ev = TaskExecAdded::new();
+            ev.container_id = req.id.clone();
+            ev.exec_id = req.exec_id.clone();
+            self.publish(&ev);
+            Ok(Empty::new())
+        })())
+    }
+
+    fn resize_pty(&mut self, _: &Ctx, req: ResizePtyRequest) -> Reply<Empty> {
+        ready((|| {
+            let c = self.container(&req.id)?;
+            let p = c
+                .process(&req.exec_id)
+                .ok_or_else(|| Status::not_found(format!("process {}", req.exec_id)))?;
+            if let Some(relay) = &p.io.relay {
+                io::resize(&relay.master, req.width, req.height).map_err(io_status)?;
+            }
+            Ok(Empty::new())
+        })())
+    }
+
+    fn close_io(&mut self, _: &Ctx, req: CloseIORequest) -> Reply<Empty> {
+        ready((|| {
+            let registry = self.registry.try_clone().map_err(io_status)?;
+            let c = self.container_mut(&req.id)?;
+            let p = c
+                .process_mut(&req.exec_id)
+                .ok_or_else(|| Status::not_found(format!("process {}", req.exec_id)))?;
+            if req.stdin {
+                p.io.close_stdin(&registry);
+            }
+            Ok(Empty::new())
+        })())
+    }
+
+    fn update(&mut self, _: &Ctx, req: UpdateTaskRequest) -> Reply<Empty> {
+        ready((|| {
+            let value = req.resources.as_ref().map(|a| a.value.as_slice()).unwrap_or_default();
+            let r: Resources =
+                spec::parse_json(value).map_err(|m| Status::invalid_argument(format!("update resources: {m}")))?;
+            let c = self.container_mut(&req.id)?;
+            let container = c
+                .container
+                .as_mut()
+                .ok_or_else(|| Status::failed_precondition(format!("container {} was not created", req.id)))?;
+            container.update(&r).map_err(status)?;
+            Ok(Empty::new())
+        })())
+    }
+
+    fn wait(&mut self, ctx: &Ctx, req: WaitRequest) -> Reply<WaitResponse> {
+        let token = self.current;
+        let r = (|| {
+            let c = self.container_mut(&req.id)?;
+            let p = c
+                .process_mut(&req.exec_id)
+                .ok_or_else(|| Status::not_found(format!("process {}", req.exec_id)))?;
+            if let (ProcState::Stopped, Some(e)) = (p.state, p.exit) {
+                let mut resp = WaitResponse::new();
+                resp.exit_status = e.status;
+                resp.exited_at = MessageField::some(timestamp(e.at));
+                return Ok(Some(resp));
+            }
+            if let Some(t) = token {
+                p.waiters.push((t, ctx.stream_id));
+            }
+            Ok(None)
+        })();
+        match r {
+            Ok(Some(resp)) => ready(Ok(resp)),
+            Ok(None) => TaskReply::Deferred,
+            Err(e) => ready(Err(e)),
+        }
+    }
+
+    fn stats(&mut self, _: &Ctx, req: StatsRequest) -> Reply<StatsResponse> {
+        ready((|| {
+            let c = self.container(&req.id)?;
+            let container = c
+                .container
+                .as_ref()
+                .ok_or_else(|| Status::failed_precondition(format!("container {} was not created", req.id)))?;
+            let stats = container.stats().map_err(status)?;
+            let any = if container.state.cgroup.is_v2() {
+                typeurl::pack(&crate::metrics::v2_metrics(&stats))
+            } else {
+                typeurl::pack(&crate::metrics::v1_metrics(&stats))
+            }
+            .map_err(Status::from)?;
+            let mut resp = StatsResponse::new();
+            resp.stats = MessageField::some(any);
+            Ok(resp)
+        })())
+    }
+
+    fn connect(&mut self, _: &Ctx, req: ConnectRequest) -> Reply<ConnectResponse> {
+        let mut resp = ConnectResponse::new();
+        resp.shim_pid = std::process::id();
+        resp.task_pid = self.containers.get(&req.id).map_or(0, |c| c.init.pid as u32);
+        ready(Ok(resp))
+    }
+
+    fn shutdown(&mut self, _: &Ctx, req: ShutdownRequest) -> Reply<Empty> {
+        // As the runc shim: only when no container is left (or `now`).
+        if self.containers.is_empty() || req.now {
+            self.shutdown = true;
+        }
+        ready(Ok(Empty::new()))
+    }
+}
