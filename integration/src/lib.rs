@@ -36,7 +36,6 @@ disabled_plugins = [
   "io.containerd.snapshotter.v1.zfs",
   "io.containerd.snapshotter.v1.devmapper",
   "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.runtime.v1.linux",
   "io.containerd.tracing.processor.v1.otlp",
   "io.containerd.internal.v1.tracing",
 ]
@@ -146,7 +145,8 @@ impl Containerd {
     pub fn import_test_image(&self, ns: &str) -> String {
         let image = berth_tests::image::TestImage::ensure().expect("build the test image");
         let tar = image.layout_tar.display().to_string();
-        self.ctr_ok(ns, &["images", "import", "--index-name", IMAGE, &tar]);
+        // The layout names the image (org.opencontainers.image.ref.name).
+        self.ctr_ok(ns, &["images", "import", &tar]);
         IMAGE.to_string()
     }
 
@@ -280,4 +280,89 @@ pub fn stdout(o: &Output) -> String {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `ctr events` running in the background, collecting lines.
+pub struct EventWatcher {
+    child: Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl EventWatcher {
+    pub fn start(ctd: &Containerd) -> EventWatcher {
+        let mut child = ctd
+            .ctr_cmd("default", &["events"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start ctr events");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let out = child.stdout.take().expect("ctr events stdout");
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if let Ok(mut l) = sink.lock() {
+                    l.push(line);
+                }
+            }
+        });
+        // Give the subscription a moment to be established.
+        std::thread::sleep(Duration::from_millis(150));
+        EventWatcher { child, lines }
+    }
+
+    /// Topics seen for namespace `ns`, in order, with their JSON payloads.
+    pub fn topics(&self, ns: &str) -> Vec<(String, String)> {
+        let lines = self.lines.lock().map(|l| l.clone()).unwrap_or_default();
+        lines
+            .iter()
+            .filter_map(|l| {
+                // "<date> <time> <tz> <zone> <ns> <topic> <json>"
+                let f: Vec<&str> = l.splitn(7, ' ').collect();
+                (f.len() == 7 && f[4] == ns).then(|| (f[5].to_string(), f[6].to_string()))
+            })
+            .collect()
+    }
+
+    /// Waits until an event of `topic` in `ns` whose payload contains `needle` shows up.
+    pub fn wait_for(&self, ns: &str, topic: &str, needle: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || self.topics(ns).iter().any(|(t, j)| t == topic && j.contains(needle)))
+    }
+}
+
+impl Drop for EventWatcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The pid of the shim serving container `id` in `ns` (from its cmdline
+/// or, for forked shims, the bundle's address socket owner).
+pub fn shim_pid(ctd: &Containerd, ns: &str, id: &str) -> Option<i32> {
+    let bundle = ctd.task_state_dir(ns).join(id);
+    let address = std::fs::read_to_string(bundle.join("address")).ok()?;
+    let socket = address.trim().trim_start_matches("unix://").to_string();
+    // Find the process holding the listening socket inode.
+    let inode = std::fs::read_to_string("/proc/net/unix")
+        .ok()?
+        .lines()
+        .find(|l| l.ends_with(&socket))
+        .and_then(|l| l.split_whitespace().nth(6).map(String::from))?;
+    let needle = format!("socket:[{inode}]");
+    for p in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = p.file_name().to_string_lossy().into_owned();
+        let Ok(pid) = name.parse::<i32>() else { continue };
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else { continue };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).map(|l| l.to_string_lossy() == needle).unwrap_or(false) {
+                let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
+                if comm.starts_with("containerd-shim") {
+                    return Some(pid);
+                }
+            }
+        }
+    }
+    None
 }

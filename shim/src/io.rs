@@ -1,12 +1,15 @@
-//! A process's stdio. Without a terminal the container gets containerd's
-//! FIFOs themselves (no copying at all): the shim only keeps a spare stdin
-//! writer (closed by CloseIO) and a reader on each output FIFO, so a
-//! container never sees EPIPE while containerd restarts. With a terminal the
-//! shim relays between the FIFOs and the pty master from the event loop.
+//! A process's stdio. Without a terminal the process gets pipes, and the
+//! shim moves data between them and containerd's FIFOs with splice(2)
+//! (in-kernel, no copy through user space) from the event loop. Pipes, not
+//! the FIFOs themselves, because CRIU can checkpoint and restore pipes but
+//! not FIFOs on a mount outside the container. The shim keeps a spare stdin
+//! writer (closed by CloseIO) and a reader on each output FIFO, so output
+//! never hits EPIPE while containerd restarts. With a terminal the shim
+//! relays between the FIFOs and the pty master.
 
 use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
 use mio::unix::SourceFd;
@@ -28,6 +31,8 @@ pub struct ProcessIo {
     stdin_spare: Option<OwnedFd>,
     /// Readers on the output FIFOs that keep writes from failing.
     keepalive: Vec<OwnedFd>,
+    /// Pipe <-> FIFO copies (non-terminal processes).
+    pub copiers: Vec<Copier>,
     pub relay: Option<Relay>,
 }
 
@@ -98,19 +103,24 @@ fn target(uri: &str) -> io::Result<Target<'_>> {
     Ok(Target::Fifo(uri))
 }
 
-/// Opens a non-terminal process's stdio: returns the fds for the process
-/// and what the shim keeps.
-pub fn open_direct(p: &StdioPaths) -> io::Result<(ChildStdio, ProcessIo)> {
+/// Opens a non-terminal process's stdio: pipes for the process, copiers
+/// from/to the FIFOs for the shim.
+pub fn open_piped(p: &StdioPaths) -> io::Result<(ChildStdio, ProcessIo)> {
     let mut io = ProcessIo::default();
     let stdin = match target(&p.stdin)? {
         Target::None => dev_null(false)?,
         Target::File(path) => OpenOptions::new().read(true).open(path).map(OwnedFd::from)?,
         Target::Fifo(path) => {
-            // Non-blocking so the open does not wait for a writer; the
-            // process must see a blocking fd, so clear it again.
-            let r = open_fifo(path, false, true)?;
-            set_blocking(&r)?;
+            // Non-blocking: the open must not wait for a writer.
+            let fifo = open_fifo(path, false, true)?;
             io.stdin_spare = Some(open_fifo(path, true, true)?);
+            let (r, w) = pipe()?;
+            set_nonblocking(&w)?;
+            io.copiers.push(Copier {
+                src: fifo,
+                dst: w,
+                is_stdin: true,
+            });
             r
         }
     };
@@ -126,7 +136,15 @@ pub fn open_direct(p: &StdioPaths) -> io::Result<(ChildStdio, ProcessIo)> {
             Target::Fifo(path) => {
                 io.keepalive.push(open_fifo(path, false, true)?);
                 // A reader exists now, so this open does not block.
-                open_fifo(path, true, false)
+                let fifo = open_fifo(path, true, true)?;
+                let (r, w) = pipe()?;
+                set_nonblocking(&r)?;
+                io.copiers.push(Copier {
+                    src: r,
+                    dst: fifo,
+                    is_stdin: false,
+                });
+                Ok(w)
             }
         }
     };
@@ -139,11 +157,80 @@ pub fn open_direct(p: &StdioPaths) -> io::Result<(ChildStdio, ProcessIo)> {
     Ok((ChildStdio { fds: [stdin, stdout, stderr] }, io))
 }
 
+/// A close-on-exec pipe (read end, write end).
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds points to two writable ints.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just created and are owned here.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Moves data from one pipe-like fd to another with splice(2).
+pub struct Copier {
+    src: OwnedFd,
+    dst: OwnedFd,
+    /// Copies client input into the process (never ends on its own).
+    is_stdin: bool,
+}
+
+impl Copier {
+    /// Registers both ends: `src` for reading, `dst` for writing.
+    pub fn register(&self, registry: &Registry, src_token: usize, dst_token: usize) -> io::Result<()> {
+        registry.register(&mut SourceFd(&self.src.as_raw_fd()), Token(src_token), Interest::READABLE)?;
+        registry.register(&mut SourceFd(&self.dst.as_raw_fd()), Token(dst_token), Interest::WRITABLE)
+    }
+
+    pub fn deregister(&self, registry: &Registry) {
+        let _ = registry.deregister(&mut SourceFd(&self.src.as_raw_fd()));
+        let _ = registry.deregister(&mut SourceFd(&self.dst.as_raw_fd()));
+    }
+
+    /// The source fd if this copier carries output (a pipe read end the
+    /// process writes into), None for the stdin copier.
+    pub fn output_fd(&self) -> Option<RawFd> {
+        (!self.is_stdin).then_some(self.src.as_raw_fd())
+    }
+
+    /// Moves what can be moved without blocking. Returns false when the
+    /// source reached EOF (every writer closed) or the copy failed for good.
+    pub fn pump(&self) -> bool {
+        loop {
+            // SAFETY: splice between two fds we own; NULL offsets for pipes.
+            let n = unsafe {
+                libc::splice(
+                    self.src.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    self.dst.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    1 << 16,
+                    libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE,
+                )
+            };
+            match n {
+                0 => return false,
+                n if n > 0 => continue,
+                _ => {
+                    let e = io::Error::last_os_error();
+                    return match e.raw_os_error() {
+                        Some(libc::EAGAIN) | Some(libc::EINTR) => true,
+                        _ => false,
+                    };
+                }
+            }
+        }
+    }
+}
+
 impl ProcessIo {
     /// CloseIO: drop the spare writer so the process sees EOF once the
     /// client's writer is gone too; a terminal relay stops forwarding stdin.
     pub fn close_stdin(&mut self, registry: &Registry) {
         self.stdin_spare = None;
+        // Nothing more will come; a stdin copier still forwards what the
+        // client wrote and then sees EOF.
         if let Some(r) = &mut self.relay {
             r.close_stdin(registry);
         }
@@ -359,7 +446,7 @@ mod tests {
     }
 
     #[test]
-    fn direct_stdio_hands_fifos_to_the_process() {
+    fn piped_stdio_is_spliced_to_and_from_the_fifos() {
         let dir = tempfile::tempdir().unwrap();
         let (i, o) = (dir.path().join("in"), dir.path().join("out"));
         mkfifo(&i);
@@ -371,24 +458,29 @@ mod tests {
             terminal: false,
         };
         // Opening must not block although no client holds the FIFOs.
-        let (child, mut io) = open_direct(&paths).unwrap();
+        let (child, mut io) = open_piped(&paths).unwrap();
+        assert_eq!(io.copiers.len(), 2);
         // The process's stdout reaches a reader of the FIFO.
         let mut reader = std::fs::File::open(&o).unwrap();
         (&std::fs::File::from(child.fds[1].try_clone().unwrap())).write_all(b"hi").unwrap();
+        assert!(io.copiers[1].pump());
         let mut buf = [0u8; 2];
         reader.read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"hi");
-        // stdin is blocking for the process, and EOF only comes after CloseIO
-        // and the client writer closing.
+        // Client input reaches the process's stdin; EOF only comes after
+        // CloseIO and the client writer closing.
         let mut client = std::fs::OpenOptions::new().write(true).open(&i).unwrap();
         client.write_all(b"x").unwrap();
         drop(client);
+        assert!(io.copiers[0].pump(), "the spare writer keeps the FIFO open");
         let mut stdin = std::fs::File::from(child.fds[0].try_clone().unwrap());
         let mut one = [0u8; 1];
         stdin.read_exact(&mut one).unwrap();
         assert_eq!(&one, b"x");
         let poll = mio::Poll::new().unwrap();
         io.close_stdin(poll.registry());
+        assert!(!io.copiers[0].pump(), "EOF once every writer is gone");
+        io.copiers.remove(0);
         drop(child);
         assert_eq!(stdin.read(&mut one).unwrap(), 0, "EOF after CloseIO");
     }

@@ -55,6 +55,8 @@ pub struct Proc {
     pub io: ProcessIo,
     /// Base token of the terminal relay's fds, if it has one.
     pub relay_token: Option<usize>,
+    /// Tokens of the stdio copiers' fds.
+    pub copy_tokens: Vec<usize>,
     /// The OCI process of an exec, kept until Start.
     pub spec: Option<berth_executor::spec::Process>,
     pub waiters: Vec<Waiter>,
@@ -70,6 +72,7 @@ impl Proc {
             stdio,
             io: ProcessIo::default(),
             relay_token: None,
+            copy_tokens: Vec::new(),
             spec: None,
             waiters: Vec::new(),
         }

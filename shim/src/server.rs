@@ -107,6 +107,7 @@ pub fn serve(cfg: ServerConfig, listener_fd: OwnedFd) -> io::Result<()> {
     let mut conns: HashMap<Token, ServerConnection> = HashMap::new();
     let mut events = Events::with_capacity(64);
     let mut flush_deadline: Option<Instant> = None;
+    let mut trimmer = crate::memory::Trimmer::default();
 
     loop {
         if svc.shutdown {
@@ -121,6 +122,10 @@ pub fn serve(cfg: ServerConfig, listener_fd: OwnedFd) -> io::Result<()> {
             .as_ref()
             .and_then(Publisher::next_deadline)
             .map(|d| d.saturating_duration_since(Instant::now()));
+        if let Some(d) = trimmer.deadline() {
+            let t = d.saturating_duration_since(Instant::now());
+            timeout = Some(timeout.map_or(t, |x| x.min(t)));
+        }
         if svc.shutdown {
             timeout = Some(timeout.unwrap_or(Duration::from_millis(50)).min(Duration::from_millis(50)));
         }
@@ -173,6 +178,9 @@ pub fn serve(cfg: ServerConfig, listener_fd: OwnedFd) -> io::Result<()> {
                             tracing::debug!("connection {token:?}: {e}");
                             Vec::new()
                         });
+                        if !incoming.is_empty() {
+                            trimmer.touched(Instant::now());
+                        }
                         for req in &incoming {
                             svc.current = Some(token);
                             if let Some(reply) = dispatch(&mut svc, req) {
@@ -185,13 +193,18 @@ pub fn serve(cfg: ServerConfig, listener_fd: OwnedFd) -> io::Result<()> {
                     match svc.watches.get(&token.0).cloned() {
                         Some(Watch::Relay { container, exec_id, .. }) => svc.pump_relay(&container, &exec_id),
                         Some(Watch::Oom { container }) => svc.on_oom(&container),
+                        Some(Watch::Copy { container, exec_id }) => svc.pump_copiers(&container, &exec_id),
                         None => {}
                     }
                 }
             }
         }
+        let now = Instant::now();
         if let Some(p) = svc.publisher.as_mut() {
-            p.on_timer(Instant::now());
+            p.on_timer(now);
+        }
+        if events.is_empty() {
+            trimmer.maybe_trim(now);
         }
         for (token, stream, reply) in svc.replies.drain(..) {
             if let Some(conn) = conns.get_mut(&token) {

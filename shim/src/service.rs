@@ -24,6 +24,8 @@ pub enum Watch {
     Relay { container: String, exec_id: String, base: usize },
     /// A cgroup OOM notification fd.
     Oom { container: String },
+    /// One end of a process's pipe <-> FIFO copiers.
+    Copy { container: String, exec_id: String },
 }
 
 /// Tokens below this are fixed; see server.rs.
@@ -133,6 +135,10 @@ impl Service {
                 let _ = container.kill(libc::SIGKILL, true);
             }
         }
+        // Output written just before exiting goes out before the exit event.
+        for copier in c.process(&exec_id).map(|p| &p.io.copiers).into_iter().flatten() {
+            copier.pump();
+        }
         let Some(p) = c.process_mut(&exec_id) else { return false };
         p.state = ProcState::Stopped;
         p.exit = Some(exit);
@@ -198,8 +204,91 @@ impl Service {
             }
         }
         self.watches.retain(|_, w| match w {
-            Watch::Relay { container, .. } | Watch::Oom { container } => container != id,
+            Watch::Relay { container, .. } | Watch::Oom { container } | Watch::Copy { container, .. } => container != id,
         });
+    }
+
+    /// Registers a process's stdio copiers and moves what is already there.
+    pub fn watch_copiers(&mut self, container: &str, exec_id: &str) {
+        let n = self
+            .containers
+            .get(container)
+            .and_then(|c| c.process(exec_id))
+            .map_or(0, |p| p.io.copiers.len());
+        if n == 0 {
+            return;
+        }
+        let base = self.alloc_tokens(2 * n);
+        let watch = Watch::Copy {
+            container: container.to_string(),
+            exec_id: exec_id.to_string(),
+        };
+        if let Some(p) = self.containers.get_mut(container).and_then(|c| c.process_mut(exec_id)) {
+            for (i, c) in p.io.copiers.iter().enumerate() {
+                if let Err(e) = c.register(&self.registry, base + 2 * i, base + 2 * i + 1) {
+                    tracing::warn!("watch stdio of {container}/{exec_id}: {e}");
+                }
+            }
+            p.copy_tokens = (base..base + 2 * n).collect();
+        }
+        for t in base..base + 2 * n {
+            self.watches.insert(t, watch.clone());
+        }
+        self.pump_copiers(container, exec_id);
+    }
+
+    /// Moves stdio data of one process; drops copiers that are done (which
+    /// closes the FIFO writer or the process's stdin pipe: EOF downstream).
+    pub fn pump_copiers(&mut self, container: &str, exec_id: &str) {
+        let registry = &self.registry;
+        let Some(p) = self.containers.get_mut(container).and_then(|c| c.process_mut(exec_id)) else { return };
+        p.io.copiers.retain(|c| {
+            let open = c.pump();
+            if !open {
+                c.deregister(registry);
+            }
+            open
+        });
+    }
+
+    /// Before a process is deleted: deliver the output still in its pipes
+    /// (bounded wait in case nobody reads the FIFO).
+    pub fn flush_io(&mut self, container: &str, exec_id: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            self.pump_copiers(container, exec_id);
+            let Some(p) = self.containers.get(container).and_then(|c| c.process(exec_id)) else { return };
+            // The stdin copier never ends by itself; only output matters here.
+            let pending: Vec<i32> = p.io.copiers.iter().filter_map(|c| c.output_fd()).collect();
+            if pending.is_empty() || std::time::Instant::now() >= deadline {
+                return;
+            }
+            let mut fds: Vec<libc::pollfd> = pending
+                .iter()
+                .map(|fd| libc::pollfd { fd: *fd, events: libc::POLLIN | libc::POLLOUT, revents: 0 })
+                .collect();
+            // SAFETY: fds is a valid slice of pollfd.
+            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 20) };
+        }
+    }
+
+    /// Stops watching a process's stdio fds.
+    pub fn unwatch_process(&mut self, container: &str, exec_id: &str) {
+        let registry = &self.registry;
+        let Some(p) = self.containers.get_mut(container).and_then(|c| c.process_mut(exec_id)) else { return };
+        for c in p.io.copiers.drain(..) {
+            c.deregister(registry);
+        }
+        if let Some(relay) = p.io.relay.take() {
+            relay.deregister(registry);
+        }
+        let mut tokens: Vec<usize> = std::mem::take(&mut p.copy_tokens);
+        if let Some(base) = p.relay_token.take() {
+            tokens.extend(base..base + 3);
+        }
+        for t in tokens {
+            self.watches.remove(&t);
+        }
     }
 
     /// Moves data for a terminal relay after one of its fds fired.

@@ -118,7 +118,7 @@ impl Service {
             create.console_fd = Some(theirs);
             (Some(ours), None)
         } else {
-            let (child, pio) = io::open_direct(&stdio).map_err(|e| {
+            let (child, pio) = io::open_piped(&stdio).map_err(|e| {
                 undo_mounts(mounted);
                 io_status(e)
             })?;
@@ -142,6 +142,7 @@ impl Service {
             let master = receive_master(&ours)?;
             self.watch_relay(&req.id, "", master)?;
         }
+        self.watch_copiers(&req.id, "");
         self.watch_oom(&req.id);
         self.publish(&task_create(&req, pid as u32));
         let mut resp = CreateTaskResponse::new();
@@ -177,7 +178,7 @@ impl Service {
 
     fn restore_init(&mut self, id: &str, restore: Restore) -> Result<u32, Status> {
         let c = self.container_mut(id)?;
-        let (child, pio) = io::open_direct(&c.init.stdio).map_err(io_status)?;
+        let (child, pio) = io::open_piped(&c.init.stdio).map_err(io_status)?;
         let work = restore.work_path.unwrap_or_else(|| c.bundle.join("criu-work"));
         let opts = RestoreOptions {
             criu: CriuOptions {
@@ -198,6 +199,7 @@ impl Service {
         c.init.pid = pid;
         c.init.state = ProcState::Running;
         c.container = Some(container);
+        self.watch_copiers(id, "");
         self.watch_oom(id);
         let mut ev = TaskStart::new();
         ev.container_id = id.to_string();
@@ -232,7 +234,7 @@ impl Service {
             opts.console_fd = Some(theirs);
             (Some(ours), None)
         } else {
-            let (child, pio) = io::open_direct(&p.stdio).map_err(io_status)?;
+            let (child, pio) = io::open_piped(&p.stdio).map_err(io_status)?;
             opts.stdio = Some(child.raw());
             p.io = pio;
             (None, Some(child))
@@ -245,6 +247,7 @@ impl Service {
             let master = receive_master(&ours)?;
             self.watch_relay(id, exec_id, master)?;
         }
+        self.watch_copiers(id, exec_id);
         let mut ev = TaskExecStarted::new();
         ev.container_id = id.to_string();
         ev.exec_id = exec_id.to_string();
@@ -276,10 +279,10 @@ impl Service {
                 return Err(Status::failed_precondition(format!("cannot delete a running process {exec_id}")));
             }
             let r = response(p);
-            if let Some(mut p) = c.execs.remove(exec_id) {
-                if let Some(relay) = p.io.relay.take() {
-                    relay.deregister(&self.registry);
-                }
+            self.flush_io(id, exec_id);
+            self.unwatch_process(id, exec_id);
+            if let Ok(c) = self.container_mut(id) {
+                c.execs.remove(exec_id);
             }
             return Ok(r);
         }
@@ -289,17 +292,17 @@ impl Service {
         if let Some(container) = c.container.take() {
             container.delete(false).map_err(status)?;
         }
-        if c.rootfs_mounted {
-            berth_executor::mount::unmount_all(&c.bundle.join("rootfs"));
-        }
+        let (bundle, mounted) = (c.bundle.clone(), c.rootfs_mounted);
         let r = response(&c.init);
+        let procs: Vec<String> = std::iter::once(String::new()).chain(c.execs.keys().cloned()).collect();
+        for exec_id in &procs {
+            self.flush_io(id, exec_id);
+            self.unwatch_process(id, exec_id);
+        }
         self.unwatch(id);
-        if let Some(mut c) = self.containers.remove(id) {
-            for p in std::iter::once(&mut c.init).chain(c.execs.values_mut()) {
-                if let Some(relay) = p.io.relay.take() {
-                    relay.deregister(&self.registry);
-                }
-            }
+        self.containers.remove(id);
+        if mounted {
+            berth_executor::mount::unmount_all(&bundle.join("rootfs"));
         }
         let mut ev = TaskDelete::new();
         ev.container_id = id.to_string();

@@ -287,6 +287,27 @@ impl Runtime {
     }
 }
 
+impl Runtime {
+    /// Force-deletes every container under this runtime's root (`list -q`,
+    /// then `delete --force`); returns the ids it found.
+    pub fn delete_all(&self) -> io::Result<Vec<String>> {
+        let out = self.call(&["list", "-q"])?.ok("list -q")?;
+        let ids: Vec<String> = out.stdout.split_whitespace().map(String::from).collect();
+        for id in &ids {
+            let _ = self.delete_force(id);
+        }
+        Ok(ids)
+    }
+}
+
+/// The state root goes away with the `Runtime`: containers still listed in
+/// it would be orphaned for good, so they are force-deleted first.
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        let _ = self.delete_all();
+    }
+}
+
 fn create_args(verb: &str, id: &str, bundle: &Path, opts: &CreateOptions) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec![verb.into(), "--bundle".into(), bundle.into()];
     if let Some(sock) = &opts.console_socket {

@@ -48,7 +48,5 @@ fn bundle(dir: &str, rest: &[String]) -> std::io::Result<()> {
     let mut bundle = Bundle::persistent(Path::new(dir))?;
     bundle.spec.hostname = Some("berth".into());
     bundle.set_args(&command);
-    bundle.write_config()?;
-    println!("{}", bundle.dir.display());
-    Ok(())
+    bundle.write_config()
 }

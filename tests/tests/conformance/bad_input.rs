@@ -127,7 +127,7 @@ fn unknown_namespace(ctx: &Ctx) -> TestResult {
         ctx,
         &bundle,
         |v| v["linux"]["namespaces"][0]["type"] = "bogus".into(),
-        "linux.namespaces",
+        "linux.namespaces[0].type",
     )?;
     Ok(())
 }
@@ -183,7 +183,8 @@ fn relative_destination(ctx: &Ctx) -> TestResult {
         .spec
         .mounts
         .push(mount("relative/dir", "tmpfs", "tmpfs", &[]));
-    refused(ctx, &bundle, no_edit, "destination")?;
+    let field = format!("mounts[{}].destination", bundle.spec.mounts.len() - 1);
+    refused(ctx, &bundle, no_edit, &field)?;
     Ok(())
 }
 
@@ -194,10 +195,15 @@ fn escape_by_dotdot(ctx: &Ctx) -> TestResult {
         .spec
         .mounts
         .push(mount("/../escape", "tmpfs", "tmpfs", &[]));
-    refused(ctx, &bundle, no_edit, "destination")?;
+    let field = format!("mounts[{}].destination", bundle.spec.mounts.len() - 1);
+    refused(ctx, &bundle, no_edit, &field)?;
     Ok(())
 }
 
+/// The symlink's target exists outside the rootfs but not inside it, so a
+/// runtime that resolves it inside the rootfs has nothing to mount on.
+/// (mounts::destinations_never_land_outside_the_rootfs covers the case
+/// where the target exists inside too.)
 fn escape_by_symlink(ctx: &Ctx) -> TestResult {
     let mut bundle = ctx.bundle()?;
     let outside = bundle.dir.join("escape");
@@ -207,7 +213,8 @@ fn escape_by_symlink(ctx: &Ctx) -> TestResult {
         destination: "/evil".into(),
         ..mount("", "tmpfs", "tmpfs", &[])
     });
-    refused(ctx, &bundle, no_edit, "destination")?;
+    let field = format!("mounts[{}]", bundle.spec.mounts.len() - 1);
+    refused(ctx, &bundle, no_edit, &field)?;
     Ok(())
 }
 

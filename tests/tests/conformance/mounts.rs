@@ -5,6 +5,7 @@ use std::ffi::CString;
 use std::fs;
 use std::path::Path;
 
+use berth_tests::leaks;
 use berth_tests::runtime::Kind;
 use berth_tests::Bundle;
 use libtest_mimic::Failed;
@@ -24,6 +25,10 @@ pub fn cases() -> Vec<Case> {
         Case::new("mounts::recursive_readonly_rro", recursive_readonly),
         Case::new("mounts::tmpfs_size_and_mode", tmpfs_data),
         Case::new("mounts::cgroup_mount_shows_hierarchies", cgroup_mount),
+        Case::new(
+            "mounts::destinations_never_land_outside_the_rootfs",
+            contained,
+        ),
     ]
 }
 
@@ -324,6 +329,58 @@ fn cgroup_mount(ctx: &Ctx) -> TestResult {
             line.ends_with(":/"),
             "cgroup namespace root is not /: {line}"
         );
+    }
+    Ok(())
+}
+
+/// A destination through ".." or through a symlink pointing outside the
+/// rootfs (whose target also exists inside it) is refused, or mounted inside
+/// the rootfs: a file written to the mount never reaches the host directory.
+fn contained(ctx: &Ctx) -> TestResult {
+    for case in ["dotdot", "symlink"] {
+        let mut bundle = ctx.bundle()?;
+        let outside = bundle.dir.join("escape");
+        fs::create_dir(&outside)?;
+        let (dest, inside) = if case == "dotdot" {
+            ("/../escape".to_string(), "/escape".to_string())
+        } else {
+            let inside = outside.display().to_string();
+            std::os::unix::fs::symlink(&outside, bundle.host_path("/evil"))?;
+            ("/evil".to_string(), inside)
+        };
+        fs::create_dir_all(bundle.host_path(&inside))?;
+        bundle.spec.mounts.push(mount(&dest, "tmpfs", "tmpfs", &[]));
+        bundle.set_args(&["/berth-probe", "write", &format!("{dest}/marker")]);
+        bundle.write_config()?;
+        let id = ctx.id();
+        let before = ctx.snapshot(&bundle, &id);
+        let out = ctx.rt.run(&id, &bundle.dir)?;
+        let leftover = fs::read_dir(&outside)?.count();
+        ensure!(
+            leftover == 0,
+            "{case}: the mount escaped: {} has {leftover} entries",
+            outside.display()
+        );
+        if out.success() {
+            let lines = crate::support::parse_lines(&out.stdout)?;
+            ensure!(
+                lines.first().is_some_and(|l| l["errno"] == 0),
+                "{case}: write into the mount: {lines:?}"
+            );
+            let marker = bundle.host_path(&format!("{inside}/marker"));
+            ensure!(
+                !marker.exists(),
+                "{case}: {dest} was not mounted (the write reached the rootfs)"
+            );
+        } else if ctx.is_berth() {
+            let field = format!("mounts[{}]", bundle.spec.mounts.len() - 1);
+            ensure!(
+                out.stderr.contains(&field),
+                "{case}: the error does not name {field}: {}",
+                out.stderr
+            );
+        }
+        leaks::check_clean(&before)?;
     }
     Ok(())
 }

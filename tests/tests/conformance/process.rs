@@ -248,7 +248,19 @@ fn unknown_capability(ctx: &Ctx) -> TestResult {
     let known: &[&str] = &["CAP_CHOWN", "CAP_KILL"];
     let with_bogus: &[&str] = &["CAP_CHOWN", "CAP_BERTH_NO_SUCH_CAP", "CAP_KILL"];
     bundle.process().capabilities = Some(caps(with_bogus, with_bogus, with_bogus, &[], &[]));
-    let report = ctx.report(&mut bundle)?;
+    bundle.set_args(&["/berth-probe"]);
+    let out = ctx.run(&bundle)?;
+    if ctx.is_berth() {
+        ensure!(
+            out.stderr.contains("CAP_BERTH_NO_SUCH_CAP"),
+            "the unknown capability was not logged: {}",
+            out.stderr
+        );
+    }
+    let report = parse_lines(&out.stdout)?
+        .into_iter()
+        .next()
+        .ok_or("no report")?;
     check_caps(
         &report,
         [

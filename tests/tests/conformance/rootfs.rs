@@ -4,7 +4,7 @@
 
 use berth_tests::runtime::{CreateOptions, Io, Kind};
 
-use crate::support::{mount_line, mount_options, Ctx, TestResult};
+use crate::support::{mount_line, mount_options, strings, Ctx, TestResult};
 use crate::{ensure, Case};
 
 const RUNC_1755: &str = "runc 1.1.5 applies rootfsPropagation before pivot_root and leaves / \
@@ -21,6 +21,8 @@ pub fn cases() -> Vec<Case> {
         Case::new("rootfs::propagation_shared", |c| propagation(c, "shared"))
             .skip(&[(Kind::Runc, RUNC_1755)]),
         Case::new("rootfs::propagation_slave", |c| propagation(c, "slave")),
+        Case::new("rootfs::masked_paths_hide_content", masked_paths),
+        Case::new("rootfs::readonly_paths_refuse_writes", readonly_paths),
         Case::new("rootfs::propagation_private", |c| propagation(c, "private")),
         Case::new("rootfs::propagation_unbindable", |c| {
             propagation(c, "unbindable")
@@ -145,6 +147,119 @@ fn propagation(ctx: &Ctx, mode: &str) -> TestResult {
     ensure!(
         r["exposed"] == want,
         "{mode}: a mount under / exposed in an rbind copy: {r}, expected {want}"
+    );
+    Ok(())
+}
+
+fn masked_paths(ctx: &Ctx) -> TestResult {
+    let mut bundle = ctx.bundle()?;
+    std::fs::create_dir(bundle.host_path("/masked-dir"))?;
+    std::fs::write(bundle.host_path("/masked-dir/secret"), "secret")?;
+    std::fs::write(bundle.host_path("/masked-file"), "secret")?;
+    // Paths under a masked directory, and missing ones, are skipped.
+    bundle.linux().masked_paths = strings(&[
+        "/masked-dir",
+        "/masked-file",
+        "/masked-dir/secret",
+        "/proc/timer_list",
+        "/no-such-path",
+    ]);
+    let lines = ctx.probe(
+        &mut bundle,
+        &[
+            "ls",
+            "/masked-dir",
+            "+",
+            "read",
+            "/masked-file",
+            "+",
+            "read",
+            "/proc/timer_list",
+            "+",
+            "write",
+            "/masked-dir/new",
+            "+",
+            "stat",
+            "/masked-file",
+        ],
+    )?;
+    ensure!(
+        lines[0]["entries"] == serde_json::json!([]),
+        "masked directory lists {}",
+        lines[0]
+    );
+    ensure!(
+        lines[1]["errno"] == 0 && lines[1]["data"] == "",
+        "masked file reads {}",
+        lines[1]
+    );
+    ensure!(
+        lines[2]["data"] == "",
+        "masked /proc/timer_list reads {}",
+        lines[2]
+    );
+    ensure!(
+        lines[3]["errno"] == libc::EROFS,
+        "a masked directory is writable: {}",
+        lines[3]
+    );
+    ensure!(
+        lines[4]["type"] == "c" && lines[4]["major"] == 1 && lines[4]["minor"] == 3,
+        "a masked file is not /dev/null: {}",
+        lines[4]
+    );
+    Ok(())
+}
+
+fn readonly_paths(ctx: &Ctx) -> TestResult {
+    let mut bundle = ctx.bundle()?;
+    bundle.set_readonly(false);
+    std::fs::create_dir(bundle.host_path("/ro-dir"))?;
+    std::fs::write(bundle.host_path("/ro-file"), "data")?;
+    bundle.linux().readonly_paths = strings(&["/ro-dir", "/ro-file", "/proc/sys", "/no-such-path"]);
+    let lines = ctx.probe(
+        &mut bundle,
+        &[
+            "write",
+            "/ro-dir/new",
+            "+",
+            "write",
+            "/ro-file",
+            "+",
+            "write",
+            "/proc/sys/kernel/domainname",
+            "+",
+            "read",
+            "/ro-file",
+            "+",
+            "write",
+            "/rw-file",
+        ],
+    )?;
+    ensure!(
+        lines[0]["errno"] == libc::EROFS,
+        "read-only directory: {}",
+        lines[0]
+    );
+    ensure!(
+        lines[1]["errno"] == libc::EROFS,
+        "read-only file: {}",
+        lines[1]
+    );
+    ensure!(
+        lines[2]["errno"] == libc::EROFS,
+        "read-only /proc/sys: {}",
+        lines[2]
+    );
+    ensure!(
+        lines[3]["data"] == "data",
+        "a read-only file must stay readable: {}",
+        lines[3]
+    );
+    ensure!(
+        lines[4]["errno"] == 0,
+        "the rest of the root must stay writable: {}",
+        lines[4]
     );
     Ok(())
 }

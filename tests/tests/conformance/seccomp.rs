@@ -254,7 +254,16 @@ fn unknown_syscall(ctx: &Ctx) -> TestResult {
         Some(76),
     )];
     bundle.linux().seccomp = Some(seccomp(SeccompAction::Allow, rules));
-    let lines = ctx.probe(&mut bundle, &["syscall", "uname"])?;
+    bundle.set_args(&["/berth-probe", "syscall", "uname"]);
+    let out = ctx.run(&bundle)?;
+    if ctx.is_berth() {
+        ensure!(
+            out.stderr.contains("berth_no_such_syscall"),
+            "the unknown syscall was not logged: {}",
+            out.stderr
+        );
+    }
+    let lines = parse_lines(&out.stdout)?;
     ensure!(
         lines[0]["errno"] == 76,
         "the known name in a rule with an unknown one: {}",
