@@ -522,7 +522,7 @@ fn plan_namespaces(linux: &Linux, min_fd: RawFd, held: &mut Vec<OwnedFd>) -> Res
     };
     let late = [NamespaceType::Cgroup, NamespaceType::Time];
     let fast =
-        user_join.is_none() && !joined_pid && !(new(NamespaceType::User) && !joins.is_empty());
+        user_join.is_none() && !joined_pid && (joins.is_empty() || !new(NamespaceType::User));
     if fast {
         plan.clone_flags = flags_of(&late) as u64;
     } else {

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cgroups::{CgroupFsType, Cgroup};
+use crate::cgroups::{Cgroup, CgroupFsType};
 use crate::container::{Container, Runtime};
 use crate::create::{absolute, validate_id};
 use crate::error::{Error, IoContext, Result};
@@ -72,7 +72,8 @@ struct Descriptors {
 fn external_mounts(config: &Spec, cgroup: &Cgroup) -> Vec<(String, PathBuf)> {
     let mut out = Vec::new();
     for m in &config.mounts {
-        let is_bind = m.typ.as_deref() == Some("bind") || m.options.iter().any(|o| o == "bind" || o == "rbind");
+        let is_bind = m.typ.as_deref() == Some("bind")
+            || m.options.iter().any(|o| o == "bind" || o == "rbind");
         let dest = format!("/{}", relative(&m.destination));
         if is_bind {
             out.push((dest, PathBuf::from(m.source.clone().unwrap_or_default())));
@@ -97,8 +98,17 @@ fn cgroupns(config: &Spec) -> bool {
 }
 
 fn common_args(cmd: &mut Command, o: &CriuOptions, work: &Path, log: &str) {
-    cmd.arg("-D").arg(&o.image_path).arg("-W").arg(work).arg("-o").arg(log).arg("-v4");
-    cmd.arg(format!("--manage-cgroups={}", o.manage_cgroups_mode.as_deref().unwrap_or("ignore")));
+    cmd.arg("-D")
+        .arg(&o.image_path)
+        .arg("-W")
+        .arg(work)
+        .arg("-o")
+        .arg(log)
+        .arg("-v4");
+    cmd.arg(format!(
+        "--manage-cgroups={}",
+        o.manage_cgroups_mode.as_deref().unwrap_or("ignore")
+    ));
     for (flag, on) in [
         ("--tcp-established", o.tcp_established),
         ("--ext-unix-sk", o.ext_unix_sk),
@@ -118,18 +128,32 @@ fn common_args(cmd: &mut Command, o: &CriuOptions, work: &Path, log: &str) {
 /// The last lines of a criu log, for error messages.
 fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().filter(|l| l.contains("Error") || l.contains("error")).collect();
-    let pick = if lines.is_empty() { text.lines().rev().take(3).collect::<Vec<_>>() } else { lines.into_iter().rev().take(3).collect() };
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("Error") || l.contains("error"))
+        .collect();
+    let pick = if lines.is_empty() {
+        text.lines().rev().take(3).collect::<Vec<_>>()
+    } else {
+        lines.into_iter().rev().take(3).collect()
+    };
     pick.into_iter().rev().collect::<Vec<_>>().join("; ")
 }
 
 fn run_criu(mut cmd: Command, what: &str, log: &Path) -> Result<()> {
     tracing::debug!(?cmd, "running criu");
-    let status = cmd
-        .status()
-        .map_err(|e| Error::Criu(format!("{what}: cannot run criu ({:?}): {e}", cmd.get_program())))?;
+    let status = cmd.status().map_err(|e| {
+        Error::Criu(format!(
+            "{what}: cannot run criu ({:?}): {e}",
+            cmd.get_program()
+        ))
+    })?;
     if !status.success() {
-        return Err(Error::Criu(format!("{what} failed ({status}); {}: {}", log.display(), log_tail(log))));
+        return Err(Error::Criu(format!(
+            "{what} failed ({status}); {}: {}",
+            log.display(),
+            log_tail(log)
+        )));
     }
     Ok(())
 }
@@ -146,9 +170,11 @@ impl Container {
             });
         }
         let o = &opts.criu;
-        std::fs::create_dir_all(&o.image_path).context(|| format!("create image path {}", o.image_path.display()))?;
+        std::fs::create_dir_all(&o.image_path)
+            .context(|| format!("create image path {}", o.image_path.display()))?;
         let work = o.work_path.clone().unwrap_or_else(|| o.image_path.clone());
-        std::fs::create_dir_all(&work).context(|| format!("create work path {}", work.display()))?;
+        std::fs::create_dir_all(&work)
+            .context(|| format!("create work path {}", work.display()))?;
         // Remember the stdio pipes so restore can hand in new ones.
         let stdio = (0..3)
             .map(|i| {
@@ -157,13 +183,24 @@ impl Container {
                     .unwrap_or_default()
             })
             .collect();
-        let desc = serde_json::to_vec(&Descriptors { stdio }).map_err(|e| Error::Criu(format!("encode descriptors: {e}")))?;
-        std::fs::write(o.image_path.join(DESCRIPTORS), desc).context(|| "write descriptors.json".into())?;
+        let desc = serde_json::to_vec(&Descriptors { stdio })
+            .map_err(|e| Error::Criu(format!("encode descriptors: {e}")))?;
+        std::fs::write(o.image_path.join(DESCRIPTORS), desc)
+            .context(|| "write descriptors.json".into())?;
 
         let mut cmd = Command::new(&self.runtime().criu);
         cmd.arg(if opts.pre_dump { "pre-dump" } else { "dump" });
         cmd.arg("-t").arg(self.pid().to_string());
-        common_args(&mut cmd, o, &work, if opts.pre_dump { "pre-dump.log" } else { "dump.log" });
+        common_args(
+            &mut cmd,
+            o,
+            &work,
+            if opts.pre_dump {
+                "pre-dump.log"
+            } else {
+                "dump.log"
+            },
+        );
         cmd.arg("--root").arg(&self.state.rootfs);
         if let Some(p) = &opts.parent_path {
             cmd.arg("--prev-images-dir").arg(p).arg("--track-mem");
@@ -171,7 +208,13 @@ impl Container {
         if opts.leave_running && !opts.pre_dump {
             cmd.arg("--leave-running");
         }
-        if let Some(freezer) = self.state.cgroup.hierarchies().iter().find(|h| h.name == "freezer") {
+        if let Some(freezer) = self
+            .state
+            .cgroup
+            .hierarchies()
+            .iter()
+            .find(|h| h.name == "freezer")
+        {
             cmd.arg("--freeze-cgroup").arg(&freezer.dir);
         }
         for (dest, _) in external_mounts(&self.state.config, &self.state.cgroup) {
@@ -179,16 +222,28 @@ impl Container {
         }
         // A network namespace joined by path belongs to someone else.
         if let Some(inode) = self.external_netns_inode() {
-            cmd.arg("--external").arg(format!("net[{inode}]:extRootNetNS"));
+            cmd.arg("--external")
+                .arg(format!("net[{inode}]:extRootNetNS"));
         }
         cmd.stdin(Stdio::null());
-        run_criu(cmd, "criu dump", &work.join(if opts.pre_dump { "pre-dump.log" } else { "dump.log" }))
+        run_criu(
+            cmd,
+            "criu dump",
+            &work.join(if opts.pre_dump {
+                "pre-dump.log"
+            } else {
+                "dump.log"
+            }),
+        )
     }
 
     fn external_netns_inode(&self) -> Option<u64> {
         use std::os::unix::fs::MetadataExt;
         let linux = self.state.config.linux.as_ref()?;
-        let ns = linux.namespaces.iter().find(|n| n.typ == NamespaceType::Network)?;
+        let ns = linux
+            .namespaces
+            .iter()
+            .find(|n| n.typ == NamespaceType::Network)?;
         let path = ns.path.as_ref()?;
         std::fs::metadata(path).ok().map(|m| m.ino())
     }
@@ -206,19 +261,33 @@ impl Runtime {
         if state_dir.exists() {
             return Err(Error::AlreadyExists { id: id.to_string() });
         }
-        let root = config.root.as_ref().map(|r| r.path.clone()).unwrap_or_default();
-        let rootfs = (if Path::new(&root).is_absolute() { PathBuf::from(&root) } else { bundle.join(&root) })
-            .canonicalize()
-            .map_err(|e| Error::invalid("root.path", e.to_string()))?;
+        let root = config
+            .root
+            .as_ref()
+            .map(|r| r.path.clone())
+            .unwrap_or_default();
+        let rootfs = (if Path::new(&root).is_absolute() {
+            PathBuf::from(&root)
+        } else {
+            bundle.join(&root)
+        })
+        .canonicalize()
+        .map_err(|e| Error::invalid("root.path", e.to_string()))?;
         let o = &opts.criu;
         let desc: Descriptors = std::fs::read(o.image_path.join(DESCRIPTORS))
             .ok()
             .and_then(|d| serde_json::from_slice(&d).ok())
-            .ok_or_else(|| Error::Criu(format!("{}: no {DESCRIPTORS}: not a berth checkpoint", o.image_path.display())))?;
+            .ok_or_else(|| {
+                Error::Criu(format!(
+                    "{}: no {DESCRIPTORS}: not a berth checkpoint",
+                    o.image_path.display()
+                ))
+            })?;
         let linux = config.linux.clone().unwrap_or_default();
         let cgroup = Cgroup::resolve(linux.cgroups_path.as_deref(), id)?;
 
-        std::fs::create_dir_all(&self.root).context(|| format!("create {}", self.root.display()))?;
+        std::fs::create_dir_all(&self.root)
+            .context(|| format!("create {}", self.root.display()))?;
         std::fs::create_dir(&state_dir).map_err(|e| match e.kind() {
             std::io::ErrorKind::AlreadyExists => Error::AlreadyExists { id: id.to_string() },
             _ => Error::io(format!("create {}", state_dir.display()), e),
@@ -232,21 +301,34 @@ impl Runtime {
         cgroup.apply(&linux.resources.clone().unwrap_or_default())?;
         // criu needs the rootfs as a mount point of its own.
         std::fs::create_dir(&undo.criu_root).context(|| "create criu root".into())?;
-        let criu_root = CString::new(undo.criu_root.as_os_str().as_bytes()).map_err(|_| Error::invalid("root.path", "NUL byte"))?;
-        let src = CString::new(rootfs.as_os_str().as_bytes()).map_err(|_| Error::invalid("root.path", "NUL byte"))?;
-        crate::sys::mount::mount(src.as_ptr(), criu_root.as_ptr(), std::ptr::null(), libc::MS_BIND | libc::MS_REC, std::ptr::null())
-            .map_err(|e| Error::sys(format!("bind {} for criu", rootfs.display()), e))?;
+        let criu_root = CString::new(undo.criu_root.as_os_str().as_bytes())
+            .map_err(|_| Error::invalid("root.path", "NUL byte"))?;
+        let src = CString::new(rootfs.as_os_str().as_bytes())
+            .map_err(|_| Error::invalid("root.path", "NUL byte"))?;
+        crate::sys::mount::mount(
+            src.as_ptr(),
+            criu_root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND | libc::MS_REC,
+            std::ptr::null(),
+        )
+        .map_err(|e| Error::sys(format!("bind {} for criu", rootfs.display()), e))?;
 
         let work = o.work_path.clone().unwrap_or_else(|| o.image_path.clone());
-        std::fs::create_dir_all(&work).context(|| format!("create work path {}", work.display()))?;
+        std::fs::create_dir_all(&work)
+            .context(|| format!("create work path {}", work.display()))?;
         let pidfile = state_dir.join("criu.pid");
         let mut cmd = Command::new(&self.criu);
         cmd.arg("restore");
         common_args(&mut cmd, o, &work, "restore.log");
         cmd.arg("--root").arg(&undo.criu_root);
-        cmd.arg("--restore-detached").arg("--restore-sibling").arg("--pidfile").arg(&pidfile);
+        cmd.arg("--restore-detached")
+            .arg("--restore-sibling")
+            .arg("--pidfile")
+            .arg(&pidfile);
         for (dest, source) in external_mounts(&config, &cgroup) {
-            cmd.arg("--external").arg(format!("mnt[{dest}]:{}", source.display()));
+            cmd.arg("--external")
+                .arg(format!("mnt[{dest}]:{}", source.display()));
         }
         for (fd, link) in desc.stdio.iter().enumerate() {
             if link.starts_with("pipe:") || link.starts_with("socket:") {
@@ -256,11 +338,18 @@ impl Runtime {
         // A network namespace joined by path: hand it to criu as the
         // external namespace the dump referred to.
         let mut netns_file = None;
-        if let Some(path) = linux.namespaces.iter().find(|n| n.typ == NamespaceType::Network).and_then(|n| n.path.clone()) {
+        if let Some(path) = linux
+            .namespaces
+            .iter()
+            .find(|n| n.typ == NamespaceType::Network)
+            .and_then(|n| n.path.clone())
+        {
             let f = std::fs::File::open(&path).context(|| format!("open {path}"))?;
             let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
-            crate::sys::fd::set_cloexec(fd, false).map_err(|e| Error::sys("pass the network namespace to criu", e))?;
-            cmd.arg("--inherit-fd").arg(format!("fd[{fd}]:extRootNetNS"));
+            crate::sys::fd::set_cloexec(fd, false)
+                .map_err(|e| Error::sys("pass the network namespace to criu", e))?;
+            cmd.arg("--inherit-fd")
+                .arg(format!("fd[{fd}]:extRootNetNS"));
             netns_file = Some(f);
         }
         // criu (and so the restored tree) starts inside the new cgroup.
@@ -286,12 +375,17 @@ impl Runtime {
                 // duplicate it and own the duplicate.
                 let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
                 if d < 0 {
-                    return Err(Error::io("dup stdio for criu", std::io::Error::last_os_error()));
+                    return Err(Error::io(
+                        "dup stdio for criu",
+                        std::io::Error::last_os_error(),
+                    ));
                 }
                 // SAFETY: d was just created and is owned here.
                 Ok(Stdio::from(unsafe { std::os::fd::OwnedFd::from_raw_fd(d) }))
             };
-            cmd.stdin(dup(fds[0])?).stdout(dup(fds[1])?).stderr(dup(fds[2])?);
+            cmd.stdin(dup(fds[0])?)
+                .stdout(dup(fds[1])?)
+                .stderr(dup(fds[2])?);
         }
         let result = run_criu(cmd, "criu restore", &work.join("restore.log"));
         drop(netns_file);
@@ -301,7 +395,12 @@ impl Runtime {
         let pid: i32 = std::fs::read_to_string(&pidfile)
             .ok()
             .and_then(|s| s.trim().parse().ok())
-            .ok_or_else(|| Error::Criu(format!("criu restore wrote no pid to {}", pidfile.display())))?;
+            .ok_or_else(|| {
+                Error::Criu(format!(
+                    "criu restore wrote no pid to {}",
+                    pidfile.display()
+                ))
+            })?;
         let _ = std::fs::remove_file(&pidfile);
         let saved = SavedState {
             id: id.to_string(),
@@ -318,7 +417,8 @@ impl Runtime {
         };
         saved.save(&state_dir)?;
         if let Some(p) = &opts.pid_file {
-            std::fs::write(p, pid.to_string()).context(|| format!("write pid file {}", p.display()))?;
+            std::fs::write(p, pid.to_string())
+                .context(|| format!("write pid file {}", p.display()))?;
         }
         undo.disarm();
         Ok(Container::from_saved(self, saved))

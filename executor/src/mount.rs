@@ -13,8 +13,11 @@ use crate::rootfs::options;
 pub fn mount(typ: &str, source: &str, target: &Path, opts: &[String]) -> Result<()> {
     let o = options::parse(opts);
     let bind = o.bind || typ == "bind";
-    let c = |s: &str, what: &str| CString::new(s).map_err(|_| Error::invalid(what, "contains a NUL byte"));
-    let target_c = CString::new(target.as_os_str().as_bytes()).map_err(|_| Error::invalid("target", "contains a NUL byte"))?;
+    let c = |s: &str, what: &str| {
+        CString::new(s).map_err(|_| Error::invalid(what, "contains a NUL byte"))
+    };
+    let target_c = CString::new(target.as_os_str().as_bytes())
+        .map_err(|_| Error::invalid("target", "contains a NUL byte"))?;
     let source_c = c(source, "source")?;
     let data = o.data.join(",");
     let data_c = c(&data, "options")?;
@@ -28,13 +31,21 @@ pub fn mount(typ: &str, source: &str, target: &Path, opts: &[String]) -> Result<
     }
     let null = std::ptr::null();
     // A bind ignores MS_RDONLY on the first call; it needs a remount.
-    let first = if bind { flags & !libc::MS_RDONLY } else { flags };
+    let first = if bind {
+        flags & !libc::MS_RDONLY
+    } else {
+        flags
+    };
     crate::sys::mount::mount(
         source_c.as_ptr(),
         target_c.as_ptr(),
         if bind { null } else { typ_c.as_ptr() },
         first,
-        if data.is_empty() || bind { null } else { data_c.as_ptr() },
+        if data.is_empty() || bind {
+            null
+        } else {
+            data_c.as_ptr()
+        },
     )
     .map_err(|e| Error::sys(format!("mount {typ} {source} on {}", target.display()), e))?;
     if bind && flags & libc::MS_RDONLY != 0 {

@@ -10,13 +10,20 @@ use std::time::{Duration, Instant};
 
 /// The workspace root (this crate lives in `<root>/integration`).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new(".")).to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("."))
+        .to_path_buf()
 }
 
 /// A release binary of this workspace; tests need `cargo build --release` first.
 pub fn release_binary(name: &str) -> PathBuf {
     let p = workspace_root().join("target/release").join(name);
-    assert!(p.exists(), "{} is missing: run `cargo build --release` first", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --release` first",
+        p.display()
+    );
     p
 }
 
@@ -50,9 +57,14 @@ disabled_plugins = [
 impl Containerd {
     /// Starts containerd and waits until it answers.
     pub fn start() -> io::Result<Containerd> {
-        let dir = tempfile::Builder::new().prefix("berth-ctd-").tempdir_in("/tmp")?;
+        let dir = tempfile::Builder::new()
+            .prefix("berth-ctd-")
+            .tempdir_in("/tmp")?;
         let config = dir.path().join("config.toml");
-        std::fs::write(&config, CONFIG.replace("{dir}", &dir.path().display().to_string()))?;
+        std::fs::write(
+            &config,
+            CONFIG.replace("{dir}", &dir.path().display().to_string()),
+        )?;
         let mut c = Containerd {
             address: dir.path().join("c.sock"),
             dir,
@@ -92,7 +104,10 @@ impl Containerd {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Err(io::Error::other(format!("containerd did not come up; log:\n{}", self.log())))
+        Err(io::Error::other(format!(
+            "containerd did not come up; log:\n{}",
+            self.log()
+        )))
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -124,7 +139,12 @@ impl Containerd {
 
     pub fn ctr_cmd(&self, ns: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new("ctr");
-        cmd.arg("-a").arg(&self.address).arg("-n").arg(ns).args(args).env("PATH", test_path());
+        cmd.arg("-a")
+            .arg(&self.address)
+            .arg("-n")
+            .arg(ns)
+            .args(args)
+            .env("PATH", test_path());
         cmd
     }
 
@@ -152,7 +172,10 @@ impl Containerd {
 
     /// The state directory of runtime v2 tasks in `ns`.
     pub fn task_state_dir(&self, ns: &str) -> PathBuf {
-        self.dir.path().join("state/io.containerd.runtime.v2.task").join(ns)
+        self.dir
+            .path()
+            .join("state/io.containerd.runtime.v2.task")
+            .join(ns)
     }
 }
 
@@ -191,13 +214,23 @@ pub fn test_path() -> String {
 /// A containerd namespace unique to this process and test.
 pub fn unique_ns(test: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    let clean: String = test.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
-    format!("bt{}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), clean)
+    let clean: String = test
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    format!(
+        "bt{}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        clean
+    )
 }
 
 /// Lazily unmounts everything below `root`.
 pub fn unmount_under(root: &Path) {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
     let mut points: Vec<String> = info
         .lines()
         .filter_map(|l| l.split(' ').nth(4).map(|s| s.replace("\\040", " ")))
@@ -240,7 +273,9 @@ pub fn leftovers(ns: &str, id: &str, ctd: &Containerd) -> Vec<String> {
             }
             if let Ok(cg) = std::fs::read_to_string(p.path().join("cgroup")) {
                 if cg.lines().any(|l| l.ends_with(&format!("/{ns}/{id}"))) {
-                    let cmd = std::fs::read_to_string(p.path().join("cmdline")).unwrap_or_default().replace('\0', " ");
+                    let cmd = std::fs::read_to_string(p.path().join("cmdline"))
+                        .unwrap_or_default()
+                        .replace('\0', " ");
                     found.push(format!("process {name} ({cmd})"));
                 }
             }
@@ -327,7 +362,11 @@ impl EventWatcher {
 
     /// Waits until an event of `topic` in `ns` whose payload contains `needle` shows up.
     pub fn wait_for(&self, ns: &str, topic: &str, needle: &str, timeout: Duration) -> bool {
-        wait_until(timeout, || self.topics(ns).iter().any(|(t, j)| t == topic && j.contains(needle)))
+        wait_until(timeout, || {
+            self.topics(ns)
+                .iter()
+                .any(|(t, j)| t == topic && j.contains(needle))
+        })
     }
 }
 
@@ -353,10 +392,17 @@ pub fn shim_pid(ctd: &Containerd, ns: &str, id: &str) -> Option<i32> {
     let needle = format!("socket:[{inode}]");
     for p in std::fs::read_dir("/proc").ok()?.flatten() {
         let name = p.file_name().to_string_lossy().into_owned();
-        let Ok(pid) = name.parse::<i32>() else { continue };
-        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else { continue };
+        let Ok(pid) = name.parse::<i32>() else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
         for fd in fds.flatten() {
-            if std::fs::read_link(fd.path()).map(|l| l.to_string_lossy() == needle).unwrap_or(false) {
+            if std::fs::read_link(fd.path())
+                .map(|l| l.to_string_lossy() == needle)
+                .unwrap_or(false)
+            {
                 let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
                 if comm.starts_with("containerd-shim") {
                     return Some(pid);
@@ -365,4 +411,16 @@ pub fn shim_pid(ctd: &Containerd, ns: &str, id: &str) -> Option<i32> {
         }
     }
     None
+}
+
+/// Removes the (empty) per-namespace parent cgroups containerd's default
+/// cgroup path `/<ns>/<id>` leaves in every hierarchy once a test's
+/// containers are gone.
+pub fn remove_namespace_cgroups(ns: &str) {
+    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let _ = std::fs::remove_dir(e.path().join(ns));
+    }
 }

@@ -15,7 +15,10 @@ struct Ctx {
 
 type Test = fn(&Ctx, &str, &str) -> Result<(), Failed>;
 
-const RUNTIMES: [(&str, &str); 2] = [("berth", "io.containerd.berth.v2"), ("runc", "io.containerd.runc.v2")];
+const RUNTIMES: [(&str, &str); 2] = [
+    ("berth", "io.containerd.berth.v2"),
+    ("runc", "io.containerd.runc.v2"),
+];
 
 fn main() {
     let args = Arguments::from_args();
@@ -28,12 +31,18 @@ fn main() {
         ("piped_stdin_reaches_the_container", piped_stdin),
         ("tty_run_has_a_terminal_of_the_client_size", tty_run),
         ("read_only_rootfs_refuses_writes", read_only_rootfs),
-        ("detached_run_exec_ps_pause_resume_metrics", detached_exec_pause_metrics),
+        (
+            "detached_run_exec_ps_pause_resume_metrics",
+            detached_exec_pause_metrics,
+        ),
         ("sigterm_and_sigkill_exit_statuses", signals),
         ("memory_limit_is_applied_in_the_cgroup", memory_limit),
         ("oom_kill_reports_137_and_the_oom_event", oom_kill),
         ("events_of_a_full_lifecycle_in_order", lifecycle_events),
-        ("checkpoint_and_live_restore_resume_the_process", checkpoint_restore),
+        (
+            "checkpoint_and_live_restore_resume_the_process",
+            checkpoint_restore,
+        ),
         ("twenty_containers_in_parallel", twenty_in_parallel),
         ("killed_shim_is_cleaned_up_by_containerd", killed_shim),
     ];
@@ -45,6 +54,7 @@ fn main() {
                 let ns = unique_ns(name);
                 let r = f(&ctx, &ns, runtime);
                 let _ = ctx.ctd.ctr(&ns, &["images", "rm", IMAGE]);
+                remove_namespace_cgroups(&ns);
                 r
             }));
         }
@@ -62,6 +72,22 @@ fn main() {
     conclusion.exit();
 }
 
+/// Runs ctr; a failure is a test failure (not a panic), so cleanup still runs.
+fn ok(ctd: &Containerd, ns: &str, args: &[&str]) -> Result<String, Failed> {
+    let out = ctd.ctr(ns, args);
+    if out.status.success() {
+        Ok(stdout(&out))
+    } else {
+        Err(format!(
+            "ctr {args:?} failed ({}): {}{}",
+            out.status,
+            stdout(&out),
+            stderr(&out)
+        )
+        .into())
+    }
+}
+
 fn check(cond: bool, msg: impl FnOnce() -> String) -> Result<(), Failed> {
     if cond {
         Ok(())
@@ -71,8 +97,12 @@ fn check(cond: bool, msg: impl FnOnce() -> String) -> Result<(), Failed> {
 }
 
 fn clean(ctd: &Containerd, ns: &str, id: &str) -> Result<(), Failed> {
-    let ok = wait_until(Duration::from_secs(10), || leftovers(ns, id, ctd).is_empty());
-    check(ok, || format!("left behind by {id}: {:?}", leftovers(ns, id, ctd)))
+    let ok = wait_until(Duration::from_secs(10), || {
+        leftovers(ns, id, ctd).is_empty()
+    });
+    check(ok, || {
+        format!("left behind by {id}: {:?}", leftovers(ns, id, ctd))
+    })
 }
 
 fn status(ctd: &Containerd, ns: &str, id: &str) -> String {
@@ -94,20 +124,34 @@ fn exit_status(ctd: &Containerd, ns: &str, id: &str) -> Option<u32> {
     let out = ctd.ctr(ns, &["task", "rm", id]);
     let err = stderr(&out);
     match err.split("exit code ").nth(1) {
-        Some(rest) => rest.trim_matches(|c: char| !c.is_ascii_digit()).split(|c: char| !c.is_ascii_digit()).next()?.parse().ok(),
+        Some(rest) => rest
+            .trim_matches(|c: char| !c.is_ascii_digit())
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok(),
         None => out.status.success().then_some(0),
     }
 }
 
 fn remove(ctd: &Containerd, ns: &str, id: &str) {
     let _ = ctd.ctr(ns, &["task", "kill", "-s", "9", id]);
-    wait_until(Duration::from_secs(5), || matches!(status(ctd, ns, id).as_str(), "" | "STOPPED"));
+    wait_until(Duration::from_secs(5), || {
+        matches!(status(ctd, ns, id).as_str(), "" | "STOPPED")
+    });
     let _ = ctd.ctr(ns, &["task", "rm", "-f", id]);
     let _ = ctd.ctr(ns, &["c", "rm", id]);
 }
 
 /// `ctr run --rm` with the runtime; returns (exit code, stdout, stderr).
-fn run_rm(ctd: &Containerd, ns: &str, rt: &str, extra: &[&str], id: &str, cmd: &[&str]) -> (i32, String, String) {
+fn run_rm(
+    ctd: &Containerd,
+    ns: &str,
+    rt: &str,
+    extra: &[&str],
+    id: &str,
+    cmd: &[&str],
+) -> (i32, String, String) {
     let mut args = vec!["run", "--rm", "--runtime", rt];
     args.extend_from_slice(extra);
     args.push(IMAGE);
@@ -125,7 +169,11 @@ fn run_output_env_cwd(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
         rt,
         &["--env", "GREETING=hi there", "--cwd", "/tmp"],
         "o1",
-        &["sh", "-c", "echo \"$GREETING\"; pwd; echo to-stderr >&2; exit 3"],
+        &[
+            "sh",
+            "-c",
+            "echo \"$GREETING\"; pwd; echo to-stderr >&2; exit 3",
+        ],
     );
     check(code == 3, || format!("exit code {code}, stderr {err}"))?;
     check(out == "hi there\n/tmp\n", || format!("stdout {out:?}"))?;
@@ -135,8 +183,12 @@ fn run_output_env_cwd(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
 
 fn namespaces_isolated(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
     ctx.ctd.import_test_image(ns);
-    let host_pid_ns = std::fs::read_link("/proc/self/ns/pid")?.display().to_string();
-    let host_net_ns = std::fs::read_link("/proc/self/ns/net")?.display().to_string();
+    let host_pid_ns = std::fs::read_link("/proc/self/ns/pid")?
+        .display()
+        .to_string();
+    let host_net_ns = std::fs::read_link("/proc/self/ns/net")?
+        .display()
+        .to_string();
     let (code, out, err) = run_rm(
         &ctx.ctd,
         ns,
@@ -147,16 +199,30 @@ fn namespaces_isolated(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
     );
     check(code == 0, || format!("exit {code}: {err}"))?;
     let lines: Vec<&str> = out.lines().collect();
-    check(lines.first() == Some(&"1"), || format!("shell is not pid 1: {out}"))?;
-    let host_uts = std::fs::read_link("/proc/self/ns/uts")?.display().to_string();
-    check(lines.get(1) != Some(&host_uts.as_str()), || "shares the host uts namespace".into())?;
-    check(lines.get(2).is_some_and(|l| l.starts_with("pid:") && *l != host_pid_ns), || {
-        format!("pid namespace: {out}")
+    check(lines.first() == Some(&"1"), || {
+        format!("shell is not pid 1: {out}")
     })?;
-    check(lines.get(3).is_some_and(|l| l.starts_with("net:") && *l != host_net_ns), || {
-        format!("network namespace: {out}")
+    let host_uts = std::fs::read_link("/proc/self/ns/uts")?
+        .display()
+        .to_string();
+    check(lines.get(1) != Some(&host_uts.as_str()), || {
+        "shares the host uts namespace".into()
     })?;
-    check(lines.get(4) == Some(&"lo") && lines.len() == 5, || format!("network interfaces: {out}"))?;
+    check(
+        lines
+            .get(2)
+            .is_some_and(|l| l.starts_with("pid:") && *l != host_pid_ns),
+        || format!("pid namespace: {out}"),
+    )?;
+    check(
+        lines
+            .get(3)
+            .is_some_and(|l| l.starts_with("net:") && *l != host_net_ns),
+        || format!("network namespace: {out}"),
+    )?;
+    check(lines.get(4) == Some(&"lo") && lines.len() == 5, || {
+        format!("network interfaces: {out}")
+    })?;
     clean(&ctx.ctd, ns, "n1")
 }
 
@@ -165,7 +231,20 @@ fn piped_stdin(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
     // ctr only sends CloseIO once the task exists, so delay EOF a little.
     let mut child = ctx
         .ctd
-        .ctr_cmd(ns, &["run", "--rm", "--runtime", rt, IMAGE, "p1", "sh", "-c", "tr a-z A-Z; echo done"])
+        .ctr_cmd(
+            ns,
+            &[
+                "run",
+                "--rm",
+                "--runtime",
+                rt,
+                IMAGE,
+                "p1",
+                "sh",
+                "-c",
+                "tr a-z A-Z; echo done",
+            ],
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()?;
@@ -199,9 +278,16 @@ fn tty_run(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
         .spawn()?
         .wait_with_output()?;
     let text = stdout(&out);
-    check(out.status.code() == Some(4), || format!("status {} output {text:?}", out.status))?;
-    check(text.contains("/dev/pts/0") || text.contains("/dev/console"), || format!("no terminal: {text:?}"))?;
-    check(text.contains("40 100"), || format!("window size not applied: {text:?}"))?;
+    check(out.status.code() == Some(4), || {
+        format!("status {} output {text:?}", out.status)
+    })?;
+    check(
+        text.contains("/dev/pts/0") || text.contains("/dev/console"),
+        || format!("no terminal: {text:?}"),
+    )?;
+    check(text.contains("40 100"), || {
+        format!("window size not applied: {text:?}")
+    })?;
     clean(&ctx.ctd, ns, "t1")
 }
 
@@ -216,7 +302,10 @@ fn read_only_rootfs(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
         &["sh", "-c", "touch /newfile 2>&1; echo rc=$?"],
     );
     check(code == 0, || format!("exit {code}"))?;
-    check(out.contains("Read-only file system") && out.contains("rc=1"), || format!("write was allowed: {out:?}"))?;
+    check(
+        out.contains("Read-only file system") && out.contains("rc=1"),
+        || format!("write was allowed: {out:?}"),
+    )?;
     clean(&ctx.ctd, ns, "ro1")
 }
 
@@ -225,34 +314,79 @@ const COUNTER: &str = "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sle
 fn detached_exec_pause_metrics(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
     let ctd = &ctx.ctd;
     ctd.import_test_image(ns);
-    ctd.ctr_ok(ns, &["run", "-d", "--runtime", rt, IMAGE, "d1", "sh", "-c", COUNTER]);
+    ok(
+        ctd,
+        ns,
+        &[
+            "run",
+            "-d",
+            "--runtime",
+            rt,
+            IMAGE,
+            "d1",
+            "sh",
+            "-c",
+            COUNTER,
+        ],
+    )?;
     let r = (|| {
         check(status(ctd, ns, "d1") == "RUNNING", || "not RUNNING".into())?;
-        let out = ctd.ctr(ns, &["task", "exec", "--exec-id", "e1", "d1", "sh", "-c", "echo exec-out; exit 6"]);
-        check(out.status.code() == Some(6), || format!("exec status {}", out.status))?;
-        check(stdout(&out) == "exec-out\n", || format!("exec stdout {:?}", stdout(&out)))?;
-        let ps = ctd.ctr_ok(ns, &["task", "ps", "d1"]);
+        let out = ctd.ctr(
+            ns,
+            &[
+                "task",
+                "exec",
+                "--exec-id",
+                "e1",
+                "d1",
+                "sh",
+                "-c",
+                "echo exec-out; exit 6",
+            ],
+        );
+        check(out.status.code() == Some(6), || {
+            format!("exec status {}", out.status)
+        })?;
+        check(stdout(&out) == "exec-out\n", || {
+            format!("exec stdout {:?}", stdout(&out))
+        })?;
+        let ps = ok(ctd, ns, &["task", "ps", "d1"])?;
         check(ps.lines().count() >= 2, || format!("ps: {ps}"))?;
         let count = || ctd.task_state_dir(ns).join("d1/rootfs/tmp/count");
-        ctd.ctr_ok(ns, &["task", "pause", "d1"]);
+        ok(ctd, ns, &["task", "pause", "d1"])?;
         check(status(ctd, ns, "d1") == "PAUSED", || "not PAUSED".into())?;
         let a = std::fs::read_to_string(count()).unwrap_or_default();
         std::thread::sleep(Duration::from_millis(250));
         let b = std::fs::read_to_string(count()).unwrap_or_default();
         check(a == b, || format!("ran while paused: {a:?} -> {b:?}"))?;
         let out = ctd.ctr(ns, &["task", "exec", "--exec-id", "e2", "d1", "true"]);
-        check(!out.status.success(), || "exec into a paused task was allowed".into())?;
-        ctd.ctr_ok(ns, &["task", "resume", "d1"]);
+        check(!out.status.success(), || {
+            "exec into a paused task was allowed".into()
+        })?;
+        ok(ctd, ns, &["task", "resume", "d1"])?;
         check(
-            wait_until(Duration::from_secs(3), || std::fs::read_to_string(count()).unwrap_or_default() != b),
+            wait_until(Duration::from_secs(3), || {
+                std::fs::read_to_string(count()).unwrap_or_default() != b
+            }),
             || "did not run after resume".into(),
         )?;
-        let metrics = ctd.ctr_ok(ns, &["task", "metrics", "d1"]);
+        let metrics = ok(ctd, ns, &["task", "metrics", "d1"])?;
         for key in ["memory.usage_in_bytes", "cpuacct.usage", "pids.current"] {
-            check(metrics.contains(key), || format!("metrics lack {key}: {metrics}"))?;
+            check(metrics.contains(key), || {
+                format!("metrics lack {key}: {metrics}")
+            })?;
         }
-        let pids_line = metrics.lines().find(|l| l.starts_with("pids.current")).unwrap_or("");
-        check(pids_line.split_whitespace().nth(1).is_some_and(|v| v != "0"), || format!("pids.current: {pids_line}"))
+        let pids_line = metrics
+            .lines()
+            .find(|l| l.starts_with("pids.current"))
+            .unwrap_or("");
+        check(
+            pids_line
+                .split_whitespace()
+                .nth(1)
+                .is_some_and(|v| v != "0"),
+            || format!("pids.current: {pids_line}"),
+        )
     })();
     remove(ctd, ns, "d1");
     r?;
@@ -263,14 +397,34 @@ fn signals(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
     let ctd = &ctx.ctd;
     ctd.import_test_image(ns);
     // A trap makes SIGTERM end the shell with status 143; pid 1 ignores it otherwise.
-    ctd.ctr_ok(ns, &["run", "-d", "--runtime", rt, IMAGE, "s1", "sh", "-c", "trap 'exit 143' TERM; while true; do sleep 0.05; done"]);
-    ctd.ctr_ok(ns, &["run", "-d", "--runtime", rt, IMAGE, "s2", "sleep", "1000"]);
+    ok(
+        ctd,
+        ns,
+        &[
+            "run",
+            "-d",
+            "--runtime",
+            rt,
+            IMAGE,
+            "s1",
+            "sh",
+            "-c",
+            "trap 'exit 143' TERM; while true; do sleep 0.05; done",
+        ],
+    )?;
+    ok(
+        ctd,
+        ns,
+        &["run", "-d", "--runtime", rt, IMAGE, "s2", "sleep", "1000"],
+    )?;
     let r = (|| -> Result<(), Failed> {
-        ctd.ctr_ok(ns, &["task", "kill", "s1"]);
-        ctd.ctr_ok(ns, &["task", "kill", "-s", "SIGKILL", "s2"]);
+        ok(ctd, ns, &["task", "kill", "s1"])?;
+        ok(ctd, ns, &["task", "kill", "-s", "SIGKILL", "s2"])?;
         for (id, want) in [("s1", 143), ("s2", 137)] {
             let got = exit_status(ctd, ns, id);
-            check(got == Some(want), || format!("{id}: exit status {got:?}, want {want}"))?;
+            check(got == Some(want), || {
+                format!("{id}: exit status {got:?}, want {want}")
+            })?;
         }
         Ok(())
     })();
@@ -284,7 +438,22 @@ fn signals(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
 fn memory_limit(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
     let ctd = &ctx.ctd;
     ctd.import_test_image(ns);
-    ctd.ctr_ok(ns, &["run", "-d", "--runtime", rt, "--memory-limit", "33554432", IMAGE, "m1", "sleep", "1000"]);
+    ok(
+        ctd,
+        ns,
+        &[
+            "run",
+            "-d",
+            "--runtime",
+            rt,
+            "--memory-limit",
+            "33554432",
+            IMAGE,
+            "m1",
+            "sleep",
+            "1000",
+        ],
+    )?;
     let file = format!("/sys/fs/cgroup/memory/{ns}/m1/memory.limit_in_bytes");
     let got = std::fs::read_to_string(&file).unwrap_or_default();
     remove(ctd, ns, "m1");
@@ -304,12 +473,19 @@ fn oom_kill(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
         "oom1",
         // The pause lets the stock shim register its OOM watch (it does so
         // after Start returns).
-        &["sh", "-c", "sleep 0.5; exec dd if=/dev/zero of=/dev/null bs=64M count=1"],
+        &[
+            "sh",
+            "-c",
+            "sleep 0.5; exec dd if=/dev/zero of=/dev/null bs=64M count=1",
+        ],
     );
-    check(code == 137, || format!("allocation above the limit: exit {code}: {err}"))?;
-    check(events.wait_for(ns, "/tasks/oom", "oom1", Duration::from_secs(5)), || {
-        format!("no /tasks/oom event; saw {:?}", events.topics(ns))
+    check(code == 137, || {
+        format!("allocation above the limit: exit {code}: {err}")
     })?;
+    check(
+        events.wait_for(ns, "/tasks/oom", "oom1", Duration::from_secs(5)),
+        || format!("no /tasks/oom event; saw {:?}", events.topics(ns)),
+    )?;
     clean(ctd, ns, "oom1")
 }
 
@@ -317,12 +493,19 @@ fn lifecycle_events(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
     let ctd = &ctx.ctd;
     ctd.import_test_image(ns);
     let events = EventWatcher::start(ctd);
-    ctd.ctr_ok(ns, &["run", "-d", "--runtime", rt, IMAGE, "ev1", "sleep", "1000"]);
-    ctd.ctr_ok(ns, &["task", "exec", "--exec-id", "x1", "ev1", "true"]);
-    ctd.ctr_ok(ns, &["task", "pause", "ev1"]);
-    ctd.ctr_ok(ns, &["task", "resume", "ev1"]);
+    ok(
+        ctd,
+        ns,
+        &["run", "-d", "--runtime", rt, IMAGE, "ev1", "sleep", "1000"],
+    )?;
+    ok(ctd, ns, &["task", "exec", "--exec-id", "x1", "ev1", "true"])?;
+    ok(ctd, ns, &["task", "pause", "ev1"])?;
+    ok(ctd, ns, &["task", "resume", "ev1"])?;
     remove(ctd, ns, "ev1");
-    check(events.wait_for(ns, "/tasks/delete", "ev1", Duration::from_secs(5)), || "no /tasks/delete".into())?;
+    check(
+        events.wait_for(ns, "/tasks/delete", "ev1", Duration::from_secs(5)),
+        || "no /tasks/delete".into(),
+    )?;
     let topics: Vec<String> = events
         .topics(ns)
         .into_iter()
@@ -340,29 +523,77 @@ fn lifecycle_events(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
         "/tasks/exit",
         "/tasks/delete",
     ];
-    check(topics == expected, || format!("events {topics:?}, expected {expected:?}"))?;
+    check(topics == expected, || {
+        format!("events {topics:?}, expected {expected:?}")
+    })?;
     clean(ctd, ns, "ev1")
 }
 
 fn checkpoint_restore(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
     let ctd = &ctx.ctd;
     ctd.import_test_image(ns);
-    ctd.ctr_ok(ns, &["run", "-d", "--runtime", rt, IMAGE, "c1", "sh", "-c", COUNTER]);
+    ok(
+        ctd,
+        ns,
+        &[
+            "run",
+            "-d",
+            "--runtime",
+            rt,
+            IMAGE,
+            "c1",
+            "sh",
+            "-c",
+            COUNTER,
+        ],
+    )?;
     let n = std::sync::atomic::AtomicU32::new(0);
     let read = |id: &str| -> u64 {
         let e = format!("r{}", n.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        stdout(&ctd.ctr(ns, &["task", "exec", "--exec-id", &e, id, "cat", "/tmp/count"])).trim().parse().unwrap_or(0)
+        stdout(&ctd.ctr(
+            ns,
+            &["task", "exec", "--exec-id", &e, id, "cat", "/tmp/count"],
+        ))
+        .trim()
+        .parse()
+        .unwrap_or(0)
     };
     let r = (|| {
-        check(wait_until(Duration::from_secs(3), || read("c1") > 5), || "counter did not start".into())?;
-        ctd.ctr_ok(ns, &["c", "checkpoint", "--task", "--image", "--rw", "c1", "cp-c1:1"]);
+        check(
+            wait_until(Duration::from_secs(3), || read("c1") > 5),
+            || "counter did not start".into(),
+        )?;
+        ok(
+            ctd,
+            ns,
+            &[
+                "c",
+                "checkpoint",
+                "--task",
+                "--image",
+                "--rw",
+                "c1",
+                "cp-c1:1",
+            ],
+        )?;
         let at = read("c1");
         remove(ctd, ns, "c1");
-        ctd.ctr_ok(ns, &["c", "restore", "--live", "--rw", "c2", "cp-c1:1"]);
-        check(status(ctd, ns, "c2") == "RUNNING", || "restored task not RUNNING".into())?;
+        ok(
+            ctd,
+            ns,
+            &["c", "restore", "--live", "--rw", "c2", "cp-c1:1"],
+        )?;
+        check(status(ctd, ns, "c2") == "RUNNING", || {
+            "restored task not RUNNING".into()
+        })?;
         let first = read("c2");
-        check(first > 0 && first + 40 >= at, || format!("restored counter {first} does not continue from {at}"))?;
-        check(wait_until(Duration::from_secs(3), || read("c2") > first), || "restored process does not run".into())
+        check(first > 0 && first + 40 >= at, || {
+            format!("restored counter {first} does not continue from {at}")
+        })?;
+        check(
+            wait_until(Duration::from_secs(3), || read("c2") > first),
+            || "restored process does not run".into(),
+        )
     })();
     remove(ctd, ns, "c2");
     remove(ctd, ns, "c1");
@@ -377,17 +608,38 @@ fn twenty_in_parallel(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
     ctd.import_test_image(ns);
     let children: Vec<_> = (0..20)
         .map(|i| {
-            ctd.ctr_cmd(ns, &["run", "--rm", "--runtime", rt, IMAGE, &format!("par{i}"), "sh", "-c", &format!("echo par{i}")])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
+            ctd.ctr_cmd(
+                ns,
+                &[
+                    "run",
+                    "--rm",
+                    "--runtime",
+                    rt,
+                    IMAGE,
+                    &format!("par{i}"),
+                    "sh",
+                    "-c",
+                    &format!("echo par{i}"),
+                ],
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
         })
         .collect::<Result<_, _>>()?;
     for (i, c) in children.into_iter().enumerate() {
         let out = c.wait_with_output()?;
-        check(out.status.success() && stdout(&out) == format!("par{i}\n"), || {
-            format!("par{i}: {} {:?} {:?}", out.status, stdout(&out), stderr(&out))
-        })?;
+        check(
+            out.status.success() && stdout(&out) == format!("par{i}\n"),
+            || {
+                format!(
+                    "par{i}: {} {:?} {:?}",
+                    out.status,
+                    stdout(&out),
+                    stderr(&out)
+                )
+            },
+        )?;
     }
     for i in 0..20 {
         clean(ctd, ns, &format!("par{i}"))?;
@@ -398,15 +650,21 @@ fn twenty_in_parallel(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
 fn killed_shim(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
     let ctd = &ctx.ctd;
     ctd.import_test_image(ns);
-    ctd.ctr_ok(ns, &["run", "-d", "--runtime", rt, IMAGE, "k1", "sleep", "1000"]);
+    ok(
+        ctd,
+        ns,
+        &["run", "-d", "--runtime", rt, IMAGE, "k1", "sleep", "1000"],
+    )?;
     let pid = shim_pid(ctd, ns, "k1").ok_or("shim pid not found")?;
     // SAFETY: plain kill(2) of the shim.
     unsafe { libc::kill(pid, libc::SIGKILL) };
     // containerd notices the connection close and runs `shim delete`.
-    let stopped = wait_until(Duration::from_secs(10), || matches!(status(ctd, ns, "k1").as_str(), "STOPPED" | ""));
+    let stopped = wait_until(Duration::from_secs(10), || {
+        matches!(status(ctd, ns, "k1").as_str(), "STOPPED" | "")
+    });
     check(stopped, || format!("task still {}", status(ctd, ns, "k1")))?;
     let _ = ctd.ctr(ns, &["task", "rm", "-f", "k1"]);
-    ctd.ctr_ok(ns, &["c", "rm", "k1"]);
+    ok(ctd, ns, &["c", "rm", "k1"])?;
     clean(ctd, ns, "k1")
 }
 
@@ -414,24 +672,62 @@ fn containerd_restart(rt: &str) -> Result<(), Failed> {
     let mut ctd = Containerd::start()?;
     let ns = unique_ns("restart");
     ctd.import_test_image(&ns);
-    ctd.ctr_ok(&ns, &["run", "-d", "--runtime", rt, IMAGE, "long", "sleep", "1000"]);
-    ctd.ctr_ok(&ns, &["run", "-d", "--runtime", rt, IMAGE, "short", "sh", "-c", "sleep 1; exit 9"]);
+    ok(
+        &ctd,
+        &ns,
+        &["run", "-d", "--runtime", rt, IMAGE, "long", "sleep", "1000"],
+    )?;
+    ok(
+        &ctd,
+        &ns,
+        &[
+            "run",
+            "-d",
+            "--runtime",
+            rt,
+            IMAGE,
+            "short",
+            "sh",
+            "-c",
+            "sleep 1; exit 9",
+        ],
+    )?;
     ctd.kill();
     // "short" exits while containerd is down.
     std::thread::sleep(Duration::from_millis(1500));
     ctd.restart()?;
     let r = (|| {
-        check(status(&ctd, &ns, "long") == "RUNNING", || format!("long is {}", status(&ctd, &ns, "long")))?;
-        let out = ctd.ctr(&ns, &["task", "exec", "--exec-id", "after", "long", "sh", "-c", "exit 2"]);
-        check(out.status.code() == Some(2), || format!("exec after restart: {}", out.status))?;
+        check(status(&ctd, &ns, "long") == "RUNNING", || {
+            format!("long is {}", status(&ctd, &ns, "long"))
+        })?;
+        let out = ctd.ctr(
+            &ns,
+            &[
+                "task",
+                "exec",
+                "--exec-id",
+                "after",
+                "long",
+                "sh",
+                "-c",
+                "exit 2",
+            ],
+        );
+        check(out.status.code() == Some(2), || {
+            format!("exec after restart: {}", out.status)
+        })?;
         let got = exit_status(&ctd, &ns, "short");
-        check(got == Some(9), || format!("exit status of short after restart: {got:?}"))
+        check(got == Some(9), || {
+            format!("exit status of short after restart: {got:?}")
+        })
     })();
     remove(&ctd, &ns, "long");
     remove(&ctd, &ns, "short");
     r?;
     clean(&ctd, &ns, "long")?;
-    clean(&ctd, &ns, "short")
+    clean(&ctd, &ns, "short")?;
+    remove_namespace_cgroups(&ns);
+    Ok(())
 }
 
 /// Malformed frames, unknown services and methods, oversized messages,
@@ -443,7 +739,20 @@ fn bad_input(ctx: &Ctx) -> Result<(), Failed> {
     let ctd = &ctx.ctd;
     let ns = unique_ns("badinput");
     ctd.import_test_image(&ns);
-    ctd.ctr_ok(&ns, &["run", "-d", "--runtime", "io.containerd.berth.v2", IMAGE, "b1", "sleep", "1000"]);
+    ok(
+        ctd,
+        &ns,
+        &[
+            "run",
+            "-d",
+            "--runtime",
+            "io.containerd.berth.v2",
+            IMAGE,
+            "b1",
+            "sleep",
+            "1000",
+        ],
+    )?;
     let addr = std::fs::read_to_string(ctd.task_state_dir(&ns).join("b1/address"))?;
     let r = (|| -> Result<(), Failed> {
         let svc = berth_ttrpc_api::TASK_SERVICE;
@@ -452,28 +761,45 @@ fn bad_input(ctx: &Ctx) -> Result<(), Failed> {
             Err(berth_ttrpc_api::Error::Status(s)) => Some(s.code),
             _ => None,
         };
-        check(code(c.call_raw("bogus.Service", "State", Vec::new(), &[])) == Some(Code::Unimplemented), || "unknown service".into())?;
-        check(code(c.call_raw(svc, "Bogus", Vec::new(), &[])) == Some(Code::Unimplemented), || "unknown method".into())?;
-        check(code(c.call_raw(svc, "State", vec![0xff, 0xff, 0xff], &[])) == Some(Code::InvalidArgument), || {
-            "garbage protobuf".into()
-        })?;
+        check(
+            code(c.call_raw("bogus.Service", "State", Vec::new(), &[]))
+                == Some(Code::Unimplemented),
+            || "unknown service".into(),
+        )?;
+        check(
+            code(c.call_raw(svc, "Bogus", Vec::new(), &[])) == Some(Code::Unimplemented),
+            || "unknown method".into(),
+        )?;
+        check(
+            code(c.call_raw(svc, "State", vec![0xff, 0xff, 0xff], &[]))
+                == Some(Code::InvalidArgument),
+            || "garbage protobuf".into(),
+        )?;
         let mut req = StateRequest::new();
         req.id = "no-such-container".into();
-        check(code(c.call::<_, berth_ttrpc_api::task::StateResponse>(svc, "State", &req).map(|_| Vec::new())) == Some(Code::NotFound), || {
-            "unknown id".into()
-        })?;
+        check(
+            code(
+                c.call::<_, berth_ttrpc_api::task::StateResponse>(svc, "State", &req)
+                    .map(|_| Vec::new()),
+            ) == Some(Code::NotFound),
+            || "unknown id".into(),
+        )?;
         let mut exec = ExecProcessRequest::new();
         exec.id = "b1".into();
         exec.exec_id = "dup".into();
-        exec.spec = berth_ttrpc_api::protobuf::MessageField::some(berth_ttrpc_api::typeurl::pack_json(
-            berth_ttrpc_api::typeurl::OCI_PROCESS,
-            r#"{"args":["true"],"cwd":"/"}"#,
-        ));
+        exec.spec =
+            berth_ttrpc_api::protobuf::MessageField::some(berth_ttrpc_api::typeurl::pack_json(
+                berth_ttrpc_api::typeurl::OCI_PROCESS,
+                r#"{"args":["true"],"cwd":"/"}"#,
+            ));
         c.call::<_, berth_ttrpc_api::protobuf::well_known_types::empty::Empty>(svc, "Exec", &exec)?;
-        let again = c.call::<_, berth_ttrpc_api::protobuf::well_known_types::empty::Empty>(svc, "Exec", &exec);
-        check(matches!(again, Err(berth_ttrpc_api::Error::Status(ref s)) if s.code == Code::AlreadyExists), || {
-            format!("duplicate exec id: {again:?}")
-        })?;
+        let again = c.call::<_, berth_ttrpc_api::protobuf::well_known_types::empty::Empty>(
+            svc, "Exec", &exec,
+        );
+        check(
+            matches!(again, Err(berth_ttrpc_api::Error::Status(ref s)) if s.code == Code::AlreadyExists),
+            || format!("duplicate exec id: {again:?}"),
+        )?;
         // Raw frames: an oversized message and a malformed header.
         raw_abuse(addr.trim())?;
         // Still serving: Connect works and ctr still controls the task.
@@ -484,12 +810,28 @@ fn bad_input(ctx: &Ctx) -> Result<(), Failed> {
             r
         })?;
         check(resp.task_pid > 0, || "Connect after abuse".into())?;
-        let out = ctd.ctr(&ns, &["task", "exec", "--exec-id", "ok", "b1", "sh", "-c", "exit 5"]);
-        check(out.status.code() == Some(5), || format!("exec after abuse: {}", out.status))
+        let out = ctd.ctr(
+            &ns,
+            &[
+                "task",
+                "exec",
+                "--exec-id",
+                "ok",
+                "b1",
+                "sh",
+                "-c",
+                "exit 5",
+            ],
+        );
+        check(out.status.code() == Some(5), || {
+            format!("exec after abuse: {}", out.status)
+        })
     })();
     remove(ctd, &ns, "b1");
     r?;
-    clean(ctd, &ns, "b1")
+    clean(ctd, &ns, "b1")?;
+    remove_namespace_cgroups(&ns);
+    Ok(())
 }
 
 fn raw_abuse(addr: &str) -> Result<(), Failed> {
@@ -511,7 +853,9 @@ fn raw_abuse(addr: &str) -> Result<(), Failed> {
     let mut body = vec![0u8; body_len];
     s.read_exact(&mut body)?;
     // Response{status{code 8 = RESOURCE_EXHAUSTED}}: bytes 0a .. 08 08.
-    check(body.windows(2).any(|w| w == [0x08, 0x08]), || format!("oversized: reply {body:02x?}"))?;
+    check(body.windows(2).any(|w| w == [0x08, 0x08]), || {
+        format!("oversized: reply {body:02x?}")
+    })?;
     // A truncated header followed by a close must not hurt the shim.
     let mut s = std::os::unix::net::UnixStream::connect(path)?;
     s.write_all(&[0, 0, 0])?;

@@ -9,7 +9,10 @@ use sha2::{Digest, Sha256};
 pub const SOCKET_DIR: &str = "/run/containerd/s";
 
 /// Annotations that put several containers in one shim (pods).
-const GROUP_ANNOTATIONS: &[&str] = &["io.containerd.runc.v2.group", "io.kubernetes.cri.sandbox-id"];
+const GROUP_ANNOTATIONS: &[&str] = &[
+    "io.containerd.runc.v2.group",
+    "io.kubernetes.cri.sandbox-id",
+];
 
 /// `unix:///run/containerd/s/<hex sha256 of "<address>/<ns>/<group>">`,
 /// with the path joined and cleaned as Go's filepath.Join does.
@@ -44,7 +47,12 @@ pub fn group_id(bundle: &Path, id: &str) -> String {
 
 /// Go's filepath.Join: join with '/', then clean.
 fn clean_join(parts: &[&str]) -> String {
-    let joined = parts.iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("/");
+    let joined = parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join("/");
     let absolute = joined.starts_with('/');
     let mut out: Vec<&str> = Vec::new();
     for c in joined.split('/') {
@@ -81,14 +89,21 @@ mod tests {
         let expect = Sha256::digest(b"/run/containerd/containerd.sock/default/c1");
         let hex: String = expect.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(a, format!("unix:///run/containerd/s/{hex}"));
-        assert_eq!(socket_address("/run//containerd/./containerd.sock/", "default", "c1"), a);
+        assert_eq!(
+            socket_address("/run//containerd/./containerd.sock/", "default", "c1"),
+            a
+        );
         assert_eq!(socket_path(&a).len(), "/run/containerd/s/".len() + 64);
     }
 
     #[test]
     fn grouping_annotation_wins() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("config.json"), br#"{"annotations":{"io.kubernetes.cri.sandbox-id":"pod1"}}"#).unwrap();
+        std::fs::write(
+            dir.path().join("config.json"),
+            br#"{"annotations":{"io.kubernetes.cri.sandbox-id":"pod1"}}"#,
+        )
+        .unwrap();
         assert_eq!(group_id(dir.path(), "c1"), "pod1");
         std::fs::write(dir.path().join("config.json"), br#"{}"#).unwrap();
         assert_eq!(group_id(dir.path(), "c1"), "c1");

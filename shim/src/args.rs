@@ -40,7 +40,11 @@ pub fn parse(argv: impl IntoIterator<Item = String>) -> Result<Args, String> {
             a.action = match arg.as_str() {
                 "start" => Action::Start,
                 "delete" => Action::Delete,
-                other => return Err(format!("unknown action {other:?} (expected start or delete)")),
+                other => {
+                    return Err(format!(
+                        "unknown action {other:?} (expected start or delete)"
+                    ))
+                }
             };
             break;
         };
@@ -51,7 +55,9 @@ pub fn parse(argv: impl IntoIterator<Item = String>) -> Result<Args, String> {
         let mut value = |n: &str| -> Result<String, String> {
             match &inline {
                 Some(v) => Ok(v.clone()),
-                None => it.next().ok_or_else(|| format!("flag needs an argument: -{n}")),
+                None => it
+                    .next()
+                    .ok_or_else(|| format!("flag needs an argument: -{n}")),
             }
         };
         match name {
@@ -98,7 +104,10 @@ mod tests {
     #[test]
     fn no_action_is_serve_and_errors_are_go_like() {
         assert_eq!(p("-namespace=n -id c").unwrap().action, Action::Serve);
-        assert_eq!(p("-bogus 1").unwrap_err(), "flag provided but not defined: -bogus");
+        assert_eq!(
+            p("-bogus 1").unwrap_err(),
+            "flag provided but not defined: -bogus"
+        );
         assert_eq!(p("-id").unwrap_err(), "flag needs an argument: -id");
         assert!(p("-v").unwrap().version);
     }

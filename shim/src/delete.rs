@@ -35,5 +35,6 @@ pub fn run(args: &Args) -> Result<Vec<u8>, String> {
     resp.pid = pid.max(0) as u32;
     resp.exit_status = 137;
     resp.exited_at = MessageField::some(timestamp(SystemTime::now()));
-    resp.write_to_bytes().map_err(|e| format!("encode DeleteResponse: {e}"))
+    resp.write_to_bytes()
+        .map_err(|e| format!("encode DeleteResponse: {e}"))
 }

@@ -43,7 +43,11 @@ pub struct ChildStdio {
 
 impl ChildStdio {
     pub fn raw(&self) -> [RawFd; 3] {
-        [self.fds[0].as_raw_fd(), self.fds[1].as_raw_fd(), self.fds[2].as_raw_fd()]
+        [
+            self.fds[0].as_raw_fd(),
+            self.fds[1].as_raw_fd(),
+            self.fds[2].as_raw_fd(),
+        ]
     }
 }
 
@@ -59,22 +63,17 @@ fn open_fifo(path: &str, write: bool, nonblock: bool) -> io::Result<OwnedFd> {
         flags |= libc::O_NONBLOCK;
     }
     o.custom_flags(flags);
-    o.open(path).map(OwnedFd::from).map_err(|e| io::Error::new(e.kind(), format!("open {path}: {e}")))
-}
-
-fn set_blocking(fd: &OwnedFd) -> io::Result<()> {
-    // SAFETY: plain fcntl calls on an fd we own.
-    unsafe {
-        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-        if flags < 0 || libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
+    o.open(path)
+        .map(OwnedFd::from)
+        .map_err(|e| io::Error::new(e.kind(), format!("open {path}: {e}")))
 }
 
 fn dev_null(write: bool) -> io::Result<OwnedFd> {
-    OpenOptions::new().read(!write).write(write).open("/dev/null").map(OwnedFd::from)
+    OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .open("/dev/null")
+        .map(OwnedFd::from)
 }
 
 /// Strips the `fifo://` scheme; `file://` targets are plain files.
@@ -109,7 +108,10 @@ pub fn open_piped(p: &StdioPaths) -> io::Result<(ChildStdio, ProcessIo)> {
     let mut io = ProcessIo::default();
     let stdin = match target(&p.stdin)? {
         Target::None => dev_null(false)?,
-        Target::File(path) => OpenOptions::new().read(true).open(path).map(OwnedFd::from)?,
+        Target::File(path) => OpenOptions::new()
+            .read(true)
+            .open(path)
+            .map(OwnedFd::from)?,
         Target::Fifo(path) => {
             // Non-blocking: the open must not wait for a writer.
             let fifo = open_fifo(path, false, true)?;
@@ -154,7 +156,12 @@ pub fn open_piped(p: &StdioPaths) -> io::Result<(ChildStdio, ProcessIo)> {
     } else {
         out(&p.stderr)?
     };
-    Ok((ChildStdio { fds: [stdin, stdout, stderr] }, io))
+    Ok((
+        ChildStdio {
+            fds: [stdin, stdout, stderr],
+        },
+        io,
+    ))
 }
 
 /// A close-on-exec pipe (read end, write end).
@@ -178,9 +185,22 @@ pub struct Copier {
 
 impl Copier {
     /// Registers both ends: `src` for reading, `dst` for writing.
-    pub fn register(&self, registry: &Registry, src_token: usize, dst_token: usize) -> io::Result<()> {
-        registry.register(&mut SourceFd(&self.src.as_raw_fd()), Token(src_token), Interest::READABLE)?;
-        registry.register(&mut SourceFd(&self.dst.as_raw_fd()), Token(dst_token), Interest::WRITABLE)
+    pub fn register(
+        &self,
+        registry: &Registry,
+        src_token: usize,
+        dst_token: usize,
+    ) -> io::Result<()> {
+        registry.register(
+            &mut SourceFd(&self.src.as_raw_fd()),
+            Token(src_token),
+            Interest::READABLE,
+        )?;
+        registry.register(
+            &mut SourceFd(&self.dst.as_raw_fd()),
+            Token(dst_token),
+            Interest::WRITABLE,
+        )
     }
 
     pub fn deregister(&self, registry: &Registry) {
@@ -214,10 +234,7 @@ impl Copier {
                 n if n > 0 => continue,
                 _ => {
                     let e = io::Error::last_os_error();
-                    return match e.raw_os_error() {
-                        Some(libc::EAGAIN) | Some(libc::EINTR) => true,
-                        _ => false,
-                    };
+                    return matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EINTR));
                 }
             }
         }
@@ -300,14 +317,6 @@ pub struct Relay {
     to_out: Pending,
 }
 
-/// Which fd of a relay an event is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RelaySide {
-    Master,
-    Stdin,
-    Stdout,
-}
-
 const BUF: usize = 16 * 1024;
 
 impl Relay {
@@ -319,10 +328,18 @@ impl Relay {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         if let Some(s) = &self.stdin {
-            registry.register(&mut SourceFd(&s.as_raw_fd()), Token(base + 1), Interest::READABLE)?;
+            registry.register(
+                &mut SourceFd(&s.as_raw_fd()),
+                Token(base + 1),
+                Interest::READABLE,
+            )?;
         }
         if let Some(s) = &self.stdout {
-            registry.register(&mut SourceFd(&s.as_raw_fd()), Token(base + 2), Interest::WRITABLE)?;
+            registry.register(
+                &mut SourceFd(&s.as_raw_fd()),
+                Token(base + 2),
+                Interest::WRITABLE,
+            )?;
         }
         Ok(())
     }
@@ -462,7 +479,9 @@ mod tests {
         assert_eq!(io.copiers.len(), 2);
         // The process's stdout reaches a reader of the FIFO.
         let mut reader = std::fs::File::open(&o).unwrap();
-        (&std::fs::File::from(child.fds[1].try_clone().unwrap())).write_all(b"hi").unwrap();
+        (&std::fs::File::from(child.fds[1].try_clone().unwrap()))
+            .write_all(b"hi")
+            .unwrap();
         assert!(io.copiers[1].pump());
         let mut buf = [0u8; 2];
         reader.read_exact(&mut buf).unwrap();

@@ -26,7 +26,10 @@ fn main() -> ExitCode {
         }
     };
     if args.version {
-        println!("containerd-shim-berth-v2:\n  Version: {}\n  Runtime: berth (in-process executor)", env!("CARGO_PKG_VERSION"));
+        println!(
+            "containerd-shim-berth-v2:\n  Version: {}\n  Runtime: berth (in-process executor)",
+            env!("CARGO_PKG_VERSION")
+        );
         return ExitCode::SUCCESS;
     }
     match args.action {

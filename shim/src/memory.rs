@@ -43,13 +43,18 @@ pub fn trim() {
     if let Ok(maps) = std::fs::read_to_string("/proc/self/maps") {
         for line in maps.lines() {
             let mut f = line.split_whitespace();
-            let (Some(range), Some(perms)) = (f.next(), f.next()) else { continue };
+            let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+                continue;
+            };
             let path = f.nth(3).unwrap_or("");
             if perms != "r-xp" || !path.starts_with('/') {
                 continue;
             }
-            let Some((a, b)) = range.split_once('-') else { continue };
-            let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
+            let Some((a, b)) = range.split_once('-') else {
+                continue;
+            };
+            let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+            else {
                 continue;
             };
             // SAFETY: the range is a private, read-only, executable file

@@ -87,7 +87,6 @@ pub struct Restore {
 
 /// One container served by this shim.
 pub struct Ctr {
-    pub id: String,
     pub bundle: PathBuf,
     /// The executor's handle, once created (or restored at Start).
     pub container: Option<berth_executor::Container>,
@@ -125,7 +124,9 @@ impl Ctr {
         if self.init.pid == pid && self.init.state != ProcState::Stopped {
             return Some(&mut self.init);
         }
-        self.execs.values_mut().find(|p| p.pid == pid && p.state != ProcState::Stopped)
+        self.execs
+            .values_mut()
+            .find(|p| p.pid == pid && p.state != ProcState::Stopped)
     }
 }
 

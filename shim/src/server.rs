@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -66,7 +66,8 @@ mod signals {
             let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
             let size = std::mem::size_of::<libc::signalfd_siginfo>();
             // SAFETY: info is valid for `size` bytes.
-            let n = unsafe { libc::read(fd, (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
+            let n =
+                unsafe { libc::read(fd, (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
             if n != size as isize {
                 return out;
             }
@@ -81,10 +82,14 @@ pub fn serve(cfg: ServerConfig, listener_fd: OwnedFd) -> io::Result<()> {
     let std_listener = std::os::unix::net::UnixListener::from(listener_fd);
     std_listener.set_nonblocking(true)?;
     let mut listener = UnixListener::from_std(std_listener);
-    poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
-    let sigfd = signals::watch()?;
     poll.registry()
-        .register(&mut SourceFd(&sigfd.as_raw_fd()), SIGNALS, Interest::READABLE)?;
+        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    let sigfd = signals::watch()?;
+    poll.registry().register(
+        &mut SourceFd(&sigfd.as_raw_fd()),
+        SIGNALS,
+        Interest::READABLE,
+    )?;
     let publisher = match &cfg.ttrpc_address {
         Some(addr) => match Publisher::new(addr, &cfg.namespace, poll.registry(), EVENTS) {
             Ok(p) => Some(p),
@@ -99,7 +104,6 @@ pub fn serve(cfg: ServerConfig, listener_fd: OwnedFd) -> io::Result<()> {
         }
     };
     let mut svc = Service::new(
-        &cfg.namespace,
         Runtime::new(&cfg.runtime_root),
         poll.registry().try_clone()?,
         publisher,
@@ -113,7 +117,7 @@ pub fn serve(cfg: ServerConfig, listener_fd: OwnedFd) -> io::Result<()> {
         if svc.shutdown {
             let idle = svc.publisher.as_ref().is_none_or(Publisher::is_idle);
             let deadline = *flush_deadline.get_or_insert_with(|| Instant::now() + FLUSH_TIMEOUT);
-            if idle || Instant::now() >= deadline || conns.is_empty() && idle {
+            if idle || Instant::now() >= deadline {
                 break;
             }
         }
@@ -127,7 +131,11 @@ pub fn serve(cfg: ServerConfig, listener_fd: OwnedFd) -> io::Result<()> {
             timeout = Some(timeout.map_or(t, |x| x.min(t)));
         }
         if svc.shutdown {
-            timeout = Some(timeout.unwrap_or(Duration::from_millis(50)).min(Duration::from_millis(50)));
+            timeout = Some(
+                timeout
+                    .unwrap_or(Duration::from_millis(50))
+                    .min(Duration::from_millis(50)),
+            );
         }
         if let Err(e) = poll.poll(&mut events, timeout) {
             if e.kind() == io::ErrorKind::Interrupted {
@@ -191,9 +199,13 @@ pub fn serve(cfg: ServerConfig, listener_fd: OwnedFd) -> io::Result<()> {
                         continue;
                     }
                     match svc.watches.get(&token.0).cloned() {
-                        Some(Watch::Relay { container, exec_id, .. }) => svc.pump_relay(&container, &exec_id),
+                        Some(Watch::Relay {
+                            container, exec_id, ..
+                        }) => svc.pump_relay(&container, &exec_id),
                         Some(Watch::Oom { container }) => svc.on_oom(&container),
-                        Some(Watch::Copy { container, exec_id }) => svc.pump_copiers(&container, &exec_id),
+                        Some(Watch::Copy { container, exec_id }) => {
+                            svc.pump_copiers(&container, &exec_id)
+                        }
                         None => {}
                     }
                 }
@@ -242,7 +254,10 @@ pub fn set_subreaper() -> io::Result<()> {
 /// FIFO, which containerd holds open), so nothing keeps containerd's
 /// `start` pipe open and our log lines reach containerd's log.
 pub fn redirect_stdio(log: &std::path::Path) {
-    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null");
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null");
     // Non-blocking: containerd already holds the FIFO open, and a slow or
     // gone reader must never stall the event loop (lines are dropped instead).
     let logf = std::fs::OpenOptions::new()
@@ -262,10 +277,4 @@ pub fn redirect_stdio(log: &std::path::Path) {
         (Err(_), Ok(n)) => dup(n.as_raw_fd(), 2),
         _ => {}
     }
-}
-
-/// The listening socket inherited as fd 3 (when run as `serve`).
-pub fn inherited_listener() -> OwnedFd {
-    // SAFETY: by contract fd 3 is the listening socket when started this way.
-    unsafe { OwnedFd::from_raw_fd(3) }
 }

@@ -21,7 +21,11 @@ use crate::process::{timestamp, Ctr, Exit, ProcState};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Watch {
     /// One of a terminal relay's three fds (base token owns the relay).
-    Relay { container: String, exec_id: String, base: usize },
+    Relay {
+        container: String,
+        exec_id: String,
+        base: usize,
+    },
     /// A cgroup OOM notification fd.
     Oom { container: String },
     /// One end of a process's pipe <-> FIFO copiers.
@@ -32,7 +36,6 @@ pub enum Watch {
 pub const FIRST_DYNAMIC_TOKEN: usize = 8;
 
 pub struct Service {
-    pub namespace: String,
     /// The executor, rooted at /run/containerd/berth/<namespace>.
     pub runtime: Runtime,
     pub containers: HashMap<String, Ctr>,
@@ -50,9 +53,8 @@ pub struct Service {
 }
 
 impl Service {
-    pub fn new(namespace: &str, runtime: Runtime, registry: Registry, publisher: Option<Publisher>) -> Service {
+    pub fn new(runtime: Runtime, registry: Registry, publisher: Option<Publisher>) -> Service {
         Service {
-            namespace: namespace.to_string(),
             runtime,
             containers: HashMap::new(),
             publisher,
@@ -122,12 +124,16 @@ impl Service {
     /// Marks `pid` exited: publishes /tasks/exit and answers its waiters.
     /// Returns false if no process of ours has that pid.
     pub fn record_exit(&mut self, pid: i32, exit: Exit) -> bool {
-        let Some((cid, exec_id)) = self.containers.iter_mut().find_map(|(cid, c)| {
-            c.by_pid_mut(pid).map(|p| (cid.clone(), p.exec_id.clone()))
-        }) else {
+        let Some((cid, exec_id)) = self
+            .containers
+            .iter_mut()
+            .find_map(|(cid, c)| c.by_pid_mut(pid).map(|p| (cid.clone(), p.exec_id.clone())))
+        else {
             return false;
         };
-        let Some(c) = self.containers.get_mut(&cid) else { return false };
+        let Some(c) = self.containers.get_mut(&cid) else {
+            return false;
+        };
         let is_init = exec_id.is_empty();
         if is_init && !c.own_pid_ns {
             // Without its own pid namespace nothing else dies with the init.
@@ -136,10 +142,17 @@ impl Service {
             }
         }
         // Output written just before exiting goes out before the exit event.
-        for copier in c.process(&exec_id).map(|p| &p.io.copiers).into_iter().flatten() {
+        for copier in c
+            .process(&exec_id)
+            .map(|p| &p.io.copiers)
+            .into_iter()
+            .flatten()
+        {
             copier.pump();
         }
-        let Some(p) = c.process_mut(&exec_id) else { return false };
+        let Some(p) = c.process_mut(&exec_id) else {
+            return false;
+        };
         p.state = ProcState::Stopped;
         p.exit = Some(exit);
         let waiters = std::mem::take(&mut p.waiters);
@@ -162,18 +175,33 @@ impl Service {
 
     /// Registers the container's OOM notification, if its cgroup has one.
     pub fn watch_oom(&mut self, id: &str) {
-        let Some(c) = self.containers.get(id) else { return };
-        let Some(container) = &c.container else { return };
-        let Ok(fd) = container.state.cgroup.oom_eventfd() else { return };
+        let Some(c) = self.containers.get(id) else {
+            return;
+        };
+        let Some(container) = &c.container else {
+            return;
+        };
+        let Ok(fd) = container.state.cgroup.oom_eventfd() else {
+            return;
+        };
         let token = self.alloc_tokens(1);
         if self
             .registry
-            .register(&mut SourceFd(&fd.as_raw_fd()), Token(token), Interest::READABLE)
+            .register(
+                &mut SourceFd(&fd.as_raw_fd()),
+                Token(token),
+                Interest::READABLE,
+            )
             .is_err()
         {
             return;
         }
-        self.watches.insert(token, Watch::Oom { container: id.to_string() });
+        self.watches.insert(
+            token,
+            Watch::Oom {
+                container: id.to_string(),
+            },
+        );
         if let Some(c) = self.containers.get_mut(id) {
             c.oom = Some((token, fd));
         }
@@ -181,12 +209,17 @@ impl Service {
 
     /// An OOM fd fired: drain it and publish /tasks/oom if the cgroup still exists.
     pub fn on_oom(&mut self, id: &str) {
-        let Some(c) = self.containers.get(id) else { return };
+        let Some(c) = self.containers.get(id) else {
+            return;
+        };
         let Some((_, fd)) = &c.oom else { return };
         let mut buf = [0u8; 4096];
         // SAFETY: reading into a local buffer from our own non-blocking fd.
         while unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
-        let exists = c.container.as_ref().is_some_and(|k| k.state.cgroup.exists());
+        let exists = c
+            .container
+            .as_ref()
+            .is_some_and(|k| k.state.cgroup.exists());
         if exists {
             let mut ev = TaskOOM::new();
             ev.container_id = id.to_string();
@@ -204,7 +237,9 @@ impl Service {
             }
         }
         self.watches.retain(|_, w| match w {
-            Watch::Relay { container, .. } | Watch::Oom { container } | Watch::Copy { container, .. } => container != id,
+            Watch::Relay { container, .. }
+            | Watch::Oom { container }
+            | Watch::Copy { container, .. } => container != id,
         });
     }
 
@@ -223,7 +258,11 @@ impl Service {
             container: container.to_string(),
             exec_id: exec_id.to_string(),
         };
-        if let Some(p) = self.containers.get_mut(container).and_then(|c| c.process_mut(exec_id)) {
+        if let Some(p) = self
+            .containers
+            .get_mut(container)
+            .and_then(|c| c.process_mut(exec_id))
+        {
             for (i, c) in p.io.copiers.iter().enumerate() {
                 if let Err(e) = c.register(&self.registry, base + 2 * i, base + 2 * i + 1) {
                     tracing::warn!("watch stdio of {container}/{exec_id}: {e}");
@@ -241,7 +280,13 @@ impl Service {
     /// closes the FIFO writer or the process's stdin pipe: EOF downstream).
     pub fn pump_copiers(&mut self, container: &str, exec_id: &str) {
         let registry = &self.registry;
-        let Some(p) = self.containers.get_mut(container).and_then(|c| c.process_mut(exec_id)) else { return };
+        let Some(p) = self
+            .containers
+            .get_mut(container)
+            .and_then(|c| c.process_mut(exec_id))
+        else {
+            return;
+        };
         p.io.copiers.retain(|c| {
             let open = c.pump();
             if !open {
@@ -257,7 +302,13 @@ impl Service {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
         loop {
             self.pump_copiers(container, exec_id);
-            let Some(p) = self.containers.get(container).and_then(|c| c.process(exec_id)) else { return };
+            let Some(p) = self
+                .containers
+                .get(container)
+                .and_then(|c| c.process(exec_id))
+            else {
+                return;
+            };
             // The stdin copier never ends by itself; only output matters here.
             let pending: Vec<i32> = p.io.copiers.iter().filter_map(|c| c.output_fd()).collect();
             if pending.is_empty() || std::time::Instant::now() >= deadline {
@@ -265,7 +316,11 @@ impl Service {
             }
             let mut fds: Vec<libc::pollfd> = pending
                 .iter()
-                .map(|fd| libc::pollfd { fd: *fd, events: libc::POLLIN | libc::POLLOUT, revents: 0 })
+                .map(|fd| libc::pollfd {
+                    fd: *fd,
+                    events: libc::POLLIN | libc::POLLOUT,
+                    revents: 0,
+                })
                 .collect();
             // SAFETY: fds is a valid slice of pollfd.
             unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 20) };
@@ -275,7 +330,13 @@ impl Service {
     /// Stops watching a process's stdio fds.
     pub fn unwatch_process(&mut self, container: &str, exec_id: &str) {
         let registry = &self.registry;
-        let Some(p) = self.containers.get_mut(container).and_then(|c| c.process_mut(exec_id)) else { return };
+        let Some(p) = self
+            .containers
+            .get_mut(container)
+            .and_then(|c| c.process_mut(exec_id))
+        else {
+            return;
+        };
         for c in p.io.copiers.drain(..) {
             c.deregister(registry);
         }
@@ -294,9 +355,15 @@ impl Service {
     /// Moves data for a terminal relay after one of its fds fired.
     pub fn pump_relay(&mut self, container: &str, exec_id: &str) {
         let registry = &self.registry;
-        let Some(c) = self.containers.get_mut(container) else { return };
-        let Some(p) = c.process_mut(exec_id) else { return };
-        let Some(relay) = p.io.relay.as_mut() else { return };
+        let Some(c) = self.containers.get_mut(container) else {
+            return;
+        };
+        let Some(p) = c.process_mut(exec_id) else {
+            return;
+        };
+        let Some(relay) = p.io.relay.as_mut() else {
+            return;
+        };
         if !relay.pump() {
             relay.deregister(registry);
             if let Some(base) = p.relay_token.take() {
@@ -309,9 +376,17 @@ impl Service {
     }
 
     /// Registers a new terminal relay for a process.
-    pub fn watch_relay(&mut self, container: &str, exec_id: &str, master: OwnedFd) -> Result<(), Status> {
+    pub fn watch_relay(
+        &mut self,
+        container: &str,
+        exec_id: &str,
+        master: OwnedFd,
+    ) -> Result<(), Status> {
         let base = self.alloc_tokens(3);
-        let registry = self.registry.try_clone().map_err(|e| Status::unknown(e.to_string()))?;
+        let registry = self
+            .registry
+            .try_clone()
+            .map_err(|e| Status::unknown(e.to_string()))?;
         let c = self.container_mut(container)?;
         let p = c
             .process_mut(exec_id)
@@ -346,7 +421,9 @@ pub fn status(e: berth_executor::Error) -> Status {
         E::NotFound { .. } => Status::new(Code::NotFound, msg),
         E::AlreadyExists { .. } => Status::new(Code::AlreadyExists, msg),
         E::InvalidState { .. } => Status::new(Code::FailedPrecondition, msg),
-        E::InvalidConfig { .. } | E::Config { .. } | E::InvalidId { .. } => Status::new(Code::InvalidArgument, msg),
+        E::InvalidConfig { .. } | E::Config { .. } | E::InvalidId { .. } => {
+            Status::new(Code::InvalidArgument, msg)
+        }
         E::Unsupported(_) => Status::new(Code::Unimplemented, msg),
         _ => Status::new(Code::Unknown, msg),
     }

@@ -28,9 +28,11 @@ pub fn run(args: &Args) -> Result<String, String> {
         return Ok(addr);
     }
     let _ = std::fs::remove_file(&path);
-    std::fs::create_dir_all(address::SOCKET_DIR).map_err(|e| format!("create {}: {e}", address::SOCKET_DIR))?;
+    std::fs::create_dir_all(address::SOCKET_DIR)
+        .map_err(|e| format!("create {}: {e}", address::SOCKET_DIR))?;
     let listener = UnixListener::bind(&path).map_err(|e| format!("listen on {path}: {e}"))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|e| format!("chmod {path}: {e}"))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("chmod {path}: {e}"))?;
     if let Err(e) = write_address(&bundle, &addr) {
         let _ = std::fs::remove_file(&path);
         return Err(e);
@@ -39,7 +41,9 @@ pub fn run(args: &Args) -> Result<String, String> {
     let cfg = ServerConfig {
         namespace: args.namespace.clone(),
         socket_path: PathBuf::from(&path),
-        ttrpc_address: std::env::var("TTRPC_ADDRESS").ok().filter(|a| !a.is_empty()),
+        ttrpc_address: std::env::var("TTRPC_ADDRESS")
+            .ok()
+            .filter(|a| !a.is_empty()),
         runtime_root: runtime_root(&args.namespace),
     };
     // SAFETY: this process is single-threaded; the child continues as the
@@ -47,7 +51,10 @@ pub fn run(args: &Args) -> Result<String, String> {
     match unsafe { libc::fork() } {
         -1 => {
             let _ = std::fs::remove_file(&path);
-            Err(format!("fork shim server: {}", std::io::Error::last_os_error()))
+            Err(format!(
+                "fork shim server: {}",
+                std::io::Error::last_os_error()
+            ))
         }
         0 => {
             // SAFETY: setsid in the new child.
@@ -97,13 +104,18 @@ fn adjust_oom_score(pid: i32) {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0);
-    let _ = std::fs::write(format!("/proc/{pid}/oom_score_adj"), (own + 1).min(1000).to_string());
+    let _ = std::fs::write(
+        format!("/proc/{pid}/oom_score_adj"),
+        (own + 1).min(1000).to_string(),
+    );
 }
 
 /// Moves the server into the `shim_cgroup` of the runc options.
 fn join_cgroup(pid: i32, cgroup: &str) {
     let rel = cgroup.trim_start_matches('/');
-    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else { return };
+    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
     let mut joined = false;
     for e in entries.flatten() {
         let procs = e.path().join(rel).join("cgroup.procs");

@@ -10,16 +10,18 @@ use berth_executor::spec::{self, NamespaceType, Process, Resources};
 use berth_executor::{CreateOptions, ExecOptions, Status as CtrStatus};
 use berth_ttrpc_api::protobuf::well_known_types::empty::Empty;
 use berth_ttrpc_api::protobuf::MessageField;
+use berth_ttrpc_api::protos::events::task::TaskIO;
 use berth_ttrpc_api::protos::types::task::{ProcessInfo, Status as TaskStatus};
 use berth_ttrpc_api::task::*;
 use berth_ttrpc_api::typeurl::{self, CheckpointOptions as CpOpts, ProcessDetails, ShimOptions};
-use berth_ttrpc_api::protos::events::task::TaskIO;
-use berth_ttrpc_api::typeurl::{TaskCheckpointed, TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted};
+use berth_ttrpc_api::typeurl::{
+    TaskCheckpointed, TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted,
+};
 use berth_ttrpc_api::typeurl::{TaskPaused, TaskResumed, TaskStart};
 use berth_ttrpc_api::{Ctx, Status, TaskReply, TaskService};
 
 use crate::io::{self, StdioPaths};
-use crate::process::{timestamp, Ctr, ProcState, Proc, Restore};
+use crate::process::{timestamp, Ctr, Proc, ProcState, Restore};
 use crate::service::{io_status, status, Service};
 
 type Reply<T> = TaskReply<T>;
@@ -33,7 +35,15 @@ fn ready<T>(r: Result<T, Status>) -> Reply<T> {
 fn console_pair() -> Result<(OwnedFd, OwnedFd), Status> {
     let mut fds = [0; 2];
     // SAFETY: fds points to two writable ints.
-    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) } != 0 {
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    } != 0
+    {
         return Err(io_status(std::io::Error::last_os_error()));
     }
     // SAFETY: both fds were just created and are owned here.
@@ -50,7 +60,9 @@ impl Service {
             return Err(Status::already_exists(format!("container {}", req.id)));
         }
         let opts = match req.options.as_ref() {
-            Some(any) if !any.type_url.is_empty() => typeurl::shim_options(any).map_err(Status::from)?,
+            Some(any) if !any.type_url.is_empty() => {
+                typeurl::shim_options(any).map_err(Status::from)?
+            }
             _ => ShimOptions::None,
         };
         let no_pivot = matches!(&opts, ShimOptions::Runc(o) if o.no_pivot_root);
@@ -79,12 +91,12 @@ impl Service {
             undo_mounts(mounted);
             status(e)
         })?;
-        let own_pid_ns = config
-            .linux
-            .as_ref()
-            .is_some_and(|l| l.namespaces.iter().any(|n| n.typ == NamespaceType::Pid && n.path.is_none()));
+        let own_pid_ns = config.linux.as_ref().is_some_and(|l| {
+            l.namespaces
+                .iter()
+                .any(|n| n.typ == NamespaceType::Pid && n.path.is_none())
+        });
         let mut ctr = Ctr {
-            id: req.id.clone(),
             bundle: bundle.clone(),
             container: None,
             init: Proc::new("", stdio.clone()),
@@ -103,7 +115,10 @@ impl Service {
                 ),
                 _ => (PathBuf::from(&req.checkpoint), None),
             };
-            ctr.restore = Some(Restore { image_path, work_path });
+            ctr.restore = Some(Restore {
+                image_path,
+                work_path,
+            });
             self.containers.insert(req.id.clone(), ctr);
             self.publish(&task_create(&req, 0));
             return Ok(CreateTaskResponse::new());
@@ -156,12 +171,13 @@ impl Service {
             return self.restore_init(id, restore);
         }
         if c.init.state != ProcState::Created {
-            return Err(Status::failed_precondition(format!("container {id}: process already started")));
+            return Err(Status::failed_precondition(format!(
+                "container {id}: process already started"
+            )));
         }
-        let container = c
-            .container
-            .as_mut()
-            .ok_or_else(|| Status::failed_precondition(format!("container {id} was not created")))?;
+        let container = c.container.as_mut().ok_or_else(|| {
+            Status::failed_precondition(format!("container {id} was not created"))
+        })?;
         container.start().map_err(status)?;
         c.init.state = ProcState::Running;
         let pid = c.init.pid;
@@ -179,7 +195,9 @@ impl Service {
     fn restore_init(&mut self, id: &str, restore: Restore) -> Result<u32, Status> {
         let c = self.container_mut(id)?;
         let (child, pio) = io::open_piped(&c.init.stdio).map_err(io_status)?;
-        let work = restore.work_path.unwrap_or_else(|| c.bundle.join("criu-work"));
+        let work = restore
+            .work_path
+            .unwrap_or_else(|| c.bundle.join("criu-work"));
         let opts = RestoreOptions {
             criu: CriuOptions {
                 image_path: restore.image_path,
@@ -211,18 +229,21 @@ impl Service {
     fn start_exec(&mut self, id: &str, exec_id: &str) -> Result<u32, Status> {
         let c = self.container_mut(id)?;
         if c.init.state != ProcState::Running {
-            return Err(Status::failed_precondition(format!("container {id} is not running")));
+            return Err(Status::failed_precondition(format!(
+                "container {id} is not running"
+            )));
         }
-        let container = c
-            .container
-            .clone()
-            .ok_or_else(|| Status::failed_precondition(format!("container {id} was not created")))?;
+        let container = c.container.clone().ok_or_else(|| {
+            Status::failed_precondition(format!("container {id} was not created"))
+        })?;
         let p = c
             .execs
             .get_mut(exec_id)
             .ok_or_else(|| Status::not_found(format!("process {exec_id}")))?;
         if p.state != ProcState::Created {
-            return Err(Status::failed_precondition(format!("process {exec_id} already started")));
+            return Err(Status::failed_precondition(format!(
+                "process {exec_id} already started"
+            )));
         }
         let process = p.spec.take().unwrap_or_default();
         let mut opts = ExecOptions {
@@ -276,7 +297,9 @@ impl Service {
                 .get(exec_id)
                 .ok_or_else(|| Status::not_found(format!("process {exec_id}")))?;
             if p.state == ProcState::Running {
-                return Err(Status::failed_precondition(format!("cannot delete a running process {exec_id}")));
+                return Err(Status::failed_precondition(format!(
+                    "cannot delete a running process {exec_id}"
+                )));
             }
             let r = response(p);
             self.flush_io(id, exec_id);
@@ -287,14 +310,18 @@ impl Service {
             return Ok(r);
         }
         if c.init.state == ProcState::Running {
-            return Err(Status::failed_precondition(format!("cannot delete a running container {id}")));
+            return Err(Status::failed_precondition(format!(
+                "cannot delete a running container {id}"
+            )));
         }
         if let Some(container) = c.container.take() {
             container.delete(false).map_err(status)?;
         }
         let (bundle, mounted) = (c.bundle.clone(), c.rootfs_mounted);
         let r = response(&c.init);
-        let procs: Vec<String> = std::iter::once(String::new()).chain(c.execs.keys().cloned()).collect();
+        let procs: Vec<String> = std::iter::once(String::new())
+            .chain(c.execs.keys().cloned())
+            .collect();
         for exec_id in &procs {
             self.flush_io(id, exec_id);
             self.unwatch_process(id, exec_id);
@@ -320,24 +347,32 @@ impl Service {
             .process(&req.exec_id)
             .ok_or_else(|| Status::not_found(format!("process {}", req.exec_id)))?;
         if p.state == ProcState::Stopped {
-            return Err(Status::not_found(format!("process {}: process already finished", p.pid)));
+            return Err(Status::not_found(format!(
+                "process {}: process already finished",
+                p.pid
+            )));
         }
         let signal = req.signal as i32;
         if req.exec_id.is_empty() {
-            let container = c
-                .container
-                .as_ref()
-                .ok_or_else(|| Status::failed_precondition(format!("container {} was not created", req.id)))?;
+            let container = c.container.as_ref().ok_or_else(|| {
+                Status::failed_precondition(format!("container {} was not created", req.id))
+            })?;
             return container.kill(signal, req.all).map_err(status);
         }
         if p.state == ProcState::Created {
-            return Err(Status::failed_precondition(format!("process {} has not been started", req.exec_id)));
+            return Err(Status::failed_precondition(format!(
+                "process {} has not been started",
+                req.exec_id
+            )));
         }
         // SAFETY: plain kill(2).
         if unsafe { libc::kill(p.pid, signal) } != 0 {
             let e = std::io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::ESRCH) {
-                return Err(Status::not_found(format!("process {}: process already finished", p.pid)));
+                return Err(Status::not_found(format!(
+                    "process {}: process already finished",
+                    p.pid
+                )));
             }
             return Err(io_status(e));
         }
@@ -346,15 +381,18 @@ impl Service {
 
     fn checkpoint_task(&mut self, req: &CheckpointTaskRequest) -> Result<(), Status> {
         let c = self.container(&req.id)?;
-        let container = c
-            .container
-            .as_ref()
-            .ok_or_else(|| Status::failed_precondition(format!("container {} was not created", req.id)))?;
+        let container = c.container.as_ref().ok_or_else(|| {
+            Status::failed_precondition(format!("container {} was not created", req.id))
+        })?;
         let o: CpOpts = match req.options.as_ref() {
             Some(any) if !any.type_url.is_empty() => typeurl::unpack(any).map_err(Status::from)?,
             _ => CpOpts::new(),
         };
-        let image_path = if o.image_path.is_empty() { PathBuf::from(&req.path) } else { PathBuf::from(&o.image_path) };
+        let image_path = if o.image_path.is_empty() {
+            PathBuf::from(&req.path)
+        } else {
+            PathBuf::from(&o.image_path)
+        };
         let (work_path, remove_work) = if o.work_path.is_empty() {
             (criu_work_dir(&c.bundle), true)
         } else {
@@ -393,12 +431,18 @@ impl Service {
             .process(exec_id)
             .ok_or_else(|| Status::not_found(format!("process {exec_id}")))?;
         let mut r = StateResponse::new();
-        r.id = if exec_id.is_empty() { id.to_string() } else { exec_id.to_string() };
+        r.id = if exec_id.is_empty() {
+            id.to_string()
+        } else {
+            exec_id.to_string()
+        };
         r.bundle = c.bundle.display().to_string();
         r.pid = p.pid as u32;
         let paused = exec_id.is_empty()
             && p.state == ProcState::Running
-            && c.container.as_ref().is_some_and(|k| k.status() == CtrStatus::Paused);
+            && c.container
+                .as_ref()
+                .is_some_and(|k| k.status() == CtrStatus::Paused);
         r.status = match p.state {
             ProcState::Created => TaskStatus::CREATED,
             ProcState::Running if paused => TaskStatus::PAUSED,
@@ -421,7 +465,9 @@ impl Service {
     fn running_container(&self, id: &str) -> Result<&berth_executor::Container, Status> {
         let c = self.container(id)?;
         if c.init.state == ProcState::Stopped {
-            return Err(Status::failed_precondition(format!("container {id} is stopped")));
+            return Err(Status::failed_precondition(format!(
+                "container {id} is stopped"
+            )));
         }
         c.container
             .as_ref()
@@ -484,10 +530,9 @@ impl TaskService for Service {
     fn pids(&mut self, _: &Ctx, req: PidsRequest) -> Reply<PidsResponse> {
         ready((|| {
             let c = self.container(&req.id)?;
-            let container = c
-                .container
-                .as_ref()
-                .ok_or_else(|| Status::failed_precondition(format!("container {} was not created", req.id)))?;
+            let container = c.container.as_ref().ok_or_else(|| {
+                Status::failed_precondition(format!("container {} was not created", req.id))
+            })?;
             let mut resp = PidsResponse::new();
             for pid in container.pids().map_err(status)? {
                 let mut info = ProcessInfo::new();
@@ -504,7 +549,9 @@ impl TaskService for Service {
     }
 
     fn pause(&mut self, _: &Ctx, req: PauseRequest) -> Reply<Empty> {
-        let r = self.running_container(&req.id).and_then(|c| c.pause().map_err(status));
+        let r = self
+            .running_container(&req.id)
+            .and_then(|c| c.pause().map_err(status));
         if r.is_ok() {
             let mut ev = TaskPaused::new();
             ev.container_id = req.id.clone();
@@ -514,7 +561,9 @@ impl TaskService for Service {
     }
 
     fn resume(&mut self, _: &Ctx, req: ResumeRequest) -> Reply<Empty> {
-        let r = self.running_container(&req.id).and_then(|c| c.resume().map_err(status));
+        let r = self
+            .running_container(&req.id)
+            .and_then(|c| c.resume().map_err(status));
         if r.is_ok() {
             let mut ev = TaskResumed::new();
             ev.container_id = req.id.clone();
@@ -538,14 +587,28 @@ impl TaskService for Service {
                 return Err(Status::already_exists(format!("id {}", req.exec_id)));
             }
             if c.init.state != ProcState::Running {
-                return Err(Status::failed_precondition(format!("container {} is not running", req.id)));
+                return Err(Status::failed_precondition(format!(
+                    "container {} is not running",
+                    req.id
+                )));
             }
-            if c.container.as_ref().is_some_and(|k| k.status() == CtrStatus::Paused) {
-                return Err(Status::failed_precondition(format!("cannot exec in a paused container {}", req.id)));
+            if c.container
+                .as_ref()
+                .is_some_and(|k| k.status() == CtrStatus::Paused)
+            {
+                return Err(Status::failed_precondition(format!(
+                    "cannot exec in a paused container {}",
+                    req.id
+                )));
             }
-            let value = req.spec.as_ref().map(|a| a.value.as_slice()).unwrap_or_default();
-            let mut process: Process = spec::parse_json(value)
-                .map_err(|m| Status::invalid_argument(format!("exec {} process spec: {m}", req.exec_id)))?;
+            let value = req
+                .spec
+                .as_ref()
+                .map(|a| a.value.as_slice())
+                .unwrap_or_default();
+            let mut process: Process = spec::parse_json(value).map_err(|m| {
+                Status::invalid_argument(format!("exec {} process spec: {m}", req.exec_id))
+            })?;
             process.terminal = req.terminal;
             let mut p = Proc::new(
                 &req.exec_id,
@@ -595,14 +658,17 @@ impl TaskService for Service {
 
     fn update(&mut self, _: &Ctx, req: UpdateTaskRequest) -> Reply<Empty> {
         ready((|| {
-            let value = req.resources.as_ref().map(|a| a.value.as_slice()).unwrap_or_default();
-            let r: Resources =
-                spec::parse_json(value).map_err(|m| Status::invalid_argument(format!("update resources: {m}")))?;
+            let value = req
+                .resources
+                .as_ref()
+                .map(|a| a.value.as_slice())
+                .unwrap_or_default();
+            let r: Resources = spec::parse_json(value)
+                .map_err(|m| Status::invalid_argument(format!("update resources: {m}")))?;
             let c = self.container_mut(&req.id)?;
-            let container = c
-                .container
-                .as_mut()
-                .ok_or_else(|| Status::failed_precondition(format!("container {} was not created", req.id)))?;
+            let container = c.container.as_mut().ok_or_else(|| {
+                Status::failed_precondition(format!("container {} was not created", req.id))
+            })?;
             container.update(&r).map_err(status)?;
             Ok(Empty::new())
         })())
@@ -636,10 +702,9 @@ impl TaskService for Service {
     fn stats(&mut self, _: &Ctx, req: StatsRequest) -> Reply<StatsResponse> {
         ready((|| {
             let c = self.container(&req.id)?;
-            let container = c
-                .container
-                .as_ref()
-                .ok_or_else(|| Status::failed_precondition(format!("container {} was not created", req.id)))?;
+            let container = c.container.as_ref().ok_or_else(|| {
+                Status::failed_precondition(format!("container {} was not created", req.id))
+            })?;
             let stats = container.stats().map_err(status)?;
             let any = if container.state.cgroup.is_v2() {
                 typeurl::pack(&crate::metrics::v2_metrics(&stats))
@@ -656,7 +721,10 @@ impl TaskService for Service {
     fn connect(&mut self, _: &Ctx, req: ConnectRequest) -> Reply<ConnectResponse> {
         let mut resp = ConnectResponse::new();
         resp.shim_pid = std::process::id();
-        resp.task_pid = self.containers.get(&req.id).map_or(0, |c| c.init.pid as u32);
+        resp.task_pid = self
+            .containers
+            .get(&req.id)
+            .map_or(0, |c| c.init.pid as u32);
         ready(Ok(resp))
     }
 

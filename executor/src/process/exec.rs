@@ -30,7 +30,7 @@ fn fail(stage: Stage, index: usize, errno: Errno, what: &'static str) -> Failure
 }
 
 /// Entry point in the cloned child.
-pub(crate) fn run(plan: &mut ExecPlan) -> Infallible {
+pub(crate) fn run(plan: &mut ExecPlan) -> ! {
     let sync = plan.sync;
     let failure = match run_steps(plan) {
         Ok(never) => match never {},

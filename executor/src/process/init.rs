@@ -18,7 +18,7 @@ use crate::spec::NamespaceType;
 use crate::sys::{self, fd, fs, proc, socket};
 
 /// Entry point in the cloned child. Never returns.
-pub(crate) fn run(plan: &mut InitPlan) -> Infallible {
+pub(crate) fn run(plan: &mut InitPlan) -> ! {
     let sync = plan.sync;
     let failure = match run_steps(plan) {
         Ok(never) => match never {},

@@ -22,24 +22,27 @@ use channel::{Msg, Stage};
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Failure {
     pub stage: Stage,
-    pub index: usize,
+    index: u32,
     pub errno: Errno,
     /// The call that failed.
     pub what: &'static str,
-    /// A path or name from the plan (copied, truncated to fit).
+    /// A path or name from the plan (copied, truncated to fit; the runtime
+    /// names the config field itself, this is only a hint).
     detail: [u8; DETAIL_LEN],
-    detail_len: usize,
+    detail_len: u8,
     /// Extra number (a hook's wait status).
     pub value: i64,
 }
 
-const DETAIL_LEN: usize = 128;
+/// Small enough that `Result<_, Failure>` stays cheap to move (it lives on
+/// the stack of a child that must not allocate).
+const DETAIL_LEN: usize = 80;
 
 impl Failure {
     pub(crate) fn new(stage: Stage, index: usize, errno: Errno, what: &'static str) -> Failure {
         Failure {
             stage,
-            index,
+            index: index.min(u32::MAX as usize) as u32,
             errno,
             what,
             detail: [0; DETAIL_LEN],
@@ -52,7 +55,7 @@ impl Failure {
     pub(crate) fn with_detail(mut self, detail: &[u8]) -> Failure {
         let n = detail.len().min(DETAIL_LEN);
         self.detail[..n].copy_from_slice(&detail[..n]);
-        self.detail_len = n;
+        self.detail_len = n as u8;
         self
     }
 
@@ -60,10 +63,10 @@ impl Failure {
     pub(crate) fn report(&self, fd: RawFd) {
         let mut m = Msg::error(
             self.stage,
-            self.index,
+            self.index as usize,
             self.errno,
             self.what,
-            &self.detail[..self.detail_len],
+            &self.detail[..self.detail_len as usize],
         );
         m.value = self.value;
         let _ = channel::send(fd, &m);

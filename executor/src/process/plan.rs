@@ -42,10 +42,6 @@ impl CStrArray {
         self.ptrs.as_ptr()
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
     /// Puts `p` into the first spare slot (child side; no allocation).
     pub(crate) fn set_spare(&mut self, p: *const libc::c_char) {
         if self.len + 1 < self.ptrs.len() {
@@ -107,17 +103,18 @@ impl ProcessPlan {
         preserve_fds: i32,
     ) -> Result<ProcessPlan> {
         crate::spec::validate_process(p, field)?;
-        let apparmor =
-            match p.apparmor_profile.as_deref().filter(|s| !s.is_empty()) {
-                None => None,
-                Some(profile) if apparmor_enabled() => Some(format!("exec {profile}").into_bytes()),
-                Some(profile) => return Err(Error::invalid(
+        let apparmor = match p.apparmor_profile.as_deref().filter(|s| !s.is_empty()) {
+            None => None,
+            Some(profile) if apparmor_enabled() => Some(format!("exec {profile}").into_bytes()),
+            Some(profile) => {
+                return Err(Error::invalid(
                     format!("{field}.apparmorProfile"),
                     format!(
                         "profile {profile:?} requested but AppArmor is not enabled on this host"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         if p.selinux_label.as_deref().is_some_and(|s| !s.is_empty()) {
             return Err(Error::invalid(
                 format!("{field}.selinuxLabel"),

@@ -38,14 +38,14 @@ pub(crate) fn spawn_init(
 }
 
 /// Clones a child that runs `child` (which must only do async-signal-safe
-/// work and end in exec or _exit) and drives the set-up protocol until the
+/// work and end in exec or _exit; it never returns) and drives the set-up protocol until the
 /// child reports Ready. Returns the pid of the process that will exec.
 pub(crate) fn spawn(
     flags: u64,
     child_sync: RawFd,
     parent_sync: RawFd,
     events: &mut dyn SpawnEvents,
-    child: impl FnOnce() -> std::convert::Infallible,
+    child: impl FnOnce(),
 ) -> Result<i32> {
     // SAFETY: the child only runs `child`, which is async-signal-safe and
     // ends in exec or _exit.
@@ -54,7 +54,9 @@ pub(crate) fn spawn(
     let pid = match forked {
         proc::Forked::Child => {
             fd::close(parent_sync);
-            match child() {}
+            child();
+            // `child` ends in exec or _exit; never fall back into the runtime.
+            proc::exit(127)
         }
         proc::Forked::Parent { pid, .. } => pid,
     };

@@ -43,9 +43,6 @@ pub(crate) struct MountOp {
     /// If mounting fails with EPERM (sysfs or mqueue in a user namespace
     /// without its own network/ipc namespace), bind this host path instead.
     pub fallback_bind: Option<CString>,
-    /// An id-mapped bind: the user namespace fd whose mapping to apply.
-    pub idmap_userns: Option<libc::c_int>,
-    pub idmap_recursive: bool,
 }
 
 /// A device node (or, in a user namespace, a bind of the host's node).

@@ -222,8 +222,6 @@ fn mount_op(
             .then_some((opts.attr_set, opts.attr_clear)),
         create,
         fallback_bind,
-        idmap_userns: None,
-        idmap_recursive: opts.idmap_recursive,
     })
 }
 
@@ -266,8 +264,6 @@ fn cgroup_ops(
             attrs: None,
             create: Create::Dir,
             fallback_bind: None,
-            idmap_userns: None,
-            idmap_recursive: false,
         }))
     };
     let rdonly = if ro { libc::MS_RDONLY } else { 0 };

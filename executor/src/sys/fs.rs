@@ -103,32 +103,11 @@ pub fn fchown(fd: RawFd, uid: libc::uid_t, gid: libc::gid_t) -> SysResult<()> {
     cvt(unsafe { libc::fchownat(fd, c"".as_ptr(), uid, gid, libc::AT_EMPTY_PATH) }).map(drop)
 }
 
-pub fn fchmod(fd: RawFd, mode: libc::mode_t) -> SysResult<()> {
-    // SAFETY: plain syscall on an fd.
-    cvt(unsafe { libc::fchmod(fd, mode) }).map(drop)
-}
-
-pub fn fstat(fd: RawFd) -> SysResult<libc::stat> {
-    // SAFETY: zeroed stat is a valid out buffer.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: st is a valid out pointer.
-    cvt(unsafe { libc::fstat(fd, &mut st) })?;
-    Ok(st)
-}
-
 pub fn stat_ptr(path: *const libc::c_char) -> SysResult<libc::stat> {
     // SAFETY: zeroed stat is a valid out buffer.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: path is NUL-terminated, st a valid out pointer.
     cvt(unsafe { libc::stat(path, &mut st) })?;
-    Ok(st)
-}
-
-pub fn fstatfs(fd: RawFd) -> SysResult<libc::statfs> {
-    // SAFETY: zeroed statfs is a valid out buffer.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: st is a valid out pointer.
-    cvt(unsafe { libc::fstatfs(fd, &mut st) })?;
     Ok(st)
 }
 
@@ -138,14 +117,6 @@ pub fn fstatvfs(fd: RawFd) -> SysResult<libc::statvfs> {
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: st is a valid out pointer.
     cvt(unsafe { libc::fstatvfs(fd, &mut st) })?;
-    Ok(st)
-}
-
-pub fn statfs_ptr(path: *const libc::c_char) -> SysResult<libc::statfs> {
-    // SAFETY: zeroed statfs is a valid out buffer.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: path is NUL-terminated, st a valid out pointer.
-    cvt(unsafe { libc::statfs(path, &mut st) })?;
     Ok(st)
 }
 
@@ -278,11 +249,4 @@ pub fn open_or_create_in_root(root: RawFd, rel: &[u8], last: Create) -> SysResul
         comp_start = end + 1;
     }
     Ok(parent)
-}
-
-/// readlinkat into `buf`; returns the target length.
-pub fn readlinkat(dir: RawFd, path: *const libc::c_char, buf: &mut [u8]) -> SysResult<usize> {
-    // SAFETY: buf is valid for writes of buf.len() bytes; path is NUL-terminated.
-    let n = unsafe { libc::readlinkat(dir, path, buf.as_mut_ptr().cast(), buf.len()) };
-    cvt_long(n as libc::c_long).map(|n| n as usize)
 }

@@ -90,17 +90,6 @@ impl PathBuf {
         self.buf[0] = 0;
     }
 
-    pub fn truncate(&mut self, len: usize) {
-        if len < self.len {
-            self.len = len;
-            self.buf[len] = 0;
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -144,12 +133,11 @@ mod tests {
     }
 
     #[test]
-    fn pathbuf_builds_and_truncates() {
+    fn pathbuf_builds_and_clears() {
         let mut p = PathBuf::proc_fd(17);
         assert_eq!(p.as_bytes(), b"/proc/self/fd/17");
-        p.truncate(5);
-        assert_eq!(p.as_bytes(), b"/proc");
-        p.push(b"/1").unwrap();
+        p.clear();
+        p.push(b"/proc/1").unwrap();
         // SAFETY: as_ptr is NUL-terminated.
         let s = unsafe { std::ffi::CStr::from_ptr(p.as_ptr()) };
         assert_eq!(s.to_bytes(), b"/proc/1");

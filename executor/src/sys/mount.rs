@@ -72,14 +72,9 @@ pub const MOUNT_ATTR_RELATIME: u64 = 0x0;
 pub const MOUNT_ATTR_NOATIME: u64 = 0x10;
 pub const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
 pub const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
-pub const MOUNT_ATTR_IDMAP: u64 = 0x100000;
 pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x200000;
 const AT_RECURSIVE: libc::c_int = 0x8000;
 const SYS_MOUNT_SETATTR: libc::c_long = 442;
-const SYS_OPEN_TREE: libc::c_long = 428;
-const SYS_MOVE_MOUNT: libc::c_long = 429;
-pub const OPEN_TREE_CLONE: libc::c_uint = 1;
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 
 /// mount_setattr(2) on `dirfd`/`path`, recursively when `recursive`.
 pub fn mount_setattr(
@@ -109,40 +104,6 @@ pub fn mount_setattr(
             flags,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
-        )
-    })
-    .map(drop)
-}
-
-/// open_tree(2): a detached copy of the mount tree at `path` (OPEN_TREE_CLONE).
-pub fn open_tree(
-    dirfd: libc::c_int,
-    path: *const libc::c_char,
-    flags: libc::c_uint,
-) -> SysResult<libc::c_int> {
-    // SAFETY: path is NUL-terminated.
-    cvt_long(unsafe {
-        libc::syscall(
-            SYS_OPEN_TREE,
-            dirfd,
-            path,
-            flags | libc::O_CLOEXEC as libc::c_uint,
-        )
-    })
-    .map(|fd| fd as libc::c_int)
-}
-
-/// move_mount(2) of a detached tree fd onto `target`.
-pub fn move_mount_fd(from: libc::c_int, target: *const libc::c_char) -> SysResult<()> {
-    // SAFETY: "" and target are NUL-terminated.
-    cvt_long(unsafe {
-        libc::syscall(
-            SYS_MOVE_MOUNT,
-            from,
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            target,
-            MOVE_MOUNT_F_EMPTY_PATH,
         )
     })
     .map(drop)

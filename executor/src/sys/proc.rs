@@ -105,17 +105,6 @@ pub fn waitpid(pid: libc::pid_t, flags: libc::c_int) -> SysResult<(libc::pid_t, 
     Ok((r, status))
 }
 
-/// Converts a raw wait status to a shell-style exit code (128+signal).
-pub fn exit_code(status: libc::c_int) -> i32 {
-    if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else if libc::WIFSIGNALED(status) {
-        128 + libc::WTERMSIG(status)
-    } else {
-        255
-    }
-}
-
 pub fn kill(pid: libc::pid_t, sig: libc::c_int) -> SysResult<()> {
     // SAFETY: plain syscall.
     cvt(unsafe { libc::kill(pid, sig) }).map(drop)
@@ -316,11 +305,6 @@ pub fn ioctl_int(fd: RawFd, req: libc::c_ulong, arg: libc::c_ulong) -> SysResult
 pub fn ioctl_ptr<T>(fd: RawFd, req: libc::c_ulong, arg: *mut T) -> SysResult<libc::c_int> {
     // SAFETY: the caller passes a pointer to the struct the request expects.
     cvt(unsafe { libc::ioctl(fd, req, arg) })
-}
-
-pub fn getpid() -> libc::pid_t {
-    // SAFETY: cannot fail.
-    unsafe { libc::getpid() }
 }
 
 pub fn getppid() -> libc::pid_t {

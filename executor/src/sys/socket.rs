@@ -159,24 +159,3 @@ pub fn accept(fd: RawFd) -> SysResult<RawFd> {
         })
     })
 }
-
-/// The uid of the process at the other end of a connected unix socket.
-pub fn peer_uid(fd: RawFd) -> SysResult<libc::uid_t> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: cred/len are valid out pointers of the right size.
-    cvt(unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    })?;
-    Ok(cred.uid)
-}

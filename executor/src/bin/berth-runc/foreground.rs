@@ -418,7 +418,9 @@ fn criu_options(a: &crate::args::CriuArgs) -> Result<berth_executor::criu::CriuO
 
 pub fn checkpoint(runtime: &Runtime, a: CheckpointArgs) -> Result<u8> {
     if a.page_server.is_some() || a.criu.lazy_pages {
-        return Err(Error::Unsupported("--page-server and --lazy-pages are not supported".into()));
+        return Err(Error::Unsupported(
+            "--page-server and --lazy-pages are not supported".into(),
+        ));
     }
     let opts = berth_executor::criu::CheckpointOptions {
         criu: criu_options(&a.criu)?,
@@ -432,7 +434,9 @@ pub fn checkpoint(runtime: &Runtime, a: CheckpointArgs) -> Result<u8> {
 
 pub fn restore(runtime: &Runtime, a: RestoreArgs) -> Result<u8> {
     if a.console_socket.is_some() {
-        return Err(Error::Unsupported("restore of a container with a terminal is not supported".into()));
+        return Err(Error::Unsupported(
+            "restore of a container with a terminal is not supported".into(),
+        ));
     }
     if !a.detach && !a.no_subreaper {
         sig::set_subreaper();

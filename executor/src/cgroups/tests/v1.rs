@@ -305,7 +305,7 @@ fn missing_knobs_and_bad_values_are_reported_against_their_field() {
 }
 
 #[test]
-fn devices_start_with_deny_all_then_allows_in_runc_order() {
+fn devices_on_a_fresh_cgroup_are_written_in_config_order_then_defaults() {
     let fx = V1Fixture::new("/");
     let cg = fx.cgroup("/c");
     let mut devices = deny_all();
@@ -325,8 +325,8 @@ fn devices_start_with_deny_all_then_allows_in_runc_order() {
     assert_eq!(read(&dir.join("devices.deny")), "a *:* rwm\n");
     assert_eq!(
         read(&dir.join("devices.allow")),
-        "b *:* m\nc *:* m\nc 1:3 rwm\nc 1:5 rwm\nc 1:7 rwm\nc 1:8 rwm\nc 1:9 rwm\n\
-         c 5:0 rwm\nc 5:2 rwm\nb 8:0 r\nc 10:200 rwm\nc 136:* rwm\n"
+        "b 8:0 r\nc *:* m\nb *:* m\nc 1:3 rwm\nc 1:8 rwm\nc 1:7 rwm\nc 5:0 rwm\n\
+         c 1:5 rwm\nc 1:9 rwm\nc 136:* rwm\nc 5:2 rwm\nc 10:200 rwm\n"
     );
 }
 
