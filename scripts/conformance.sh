@@ -50,7 +50,7 @@ if [ "$runtime_tools" = 1 ]; then
     echo "==> runtime-tools validation suite against berth-runc (informational)"
     # No runtime passes it all here (44 of 58 is this host's ceiling, see
     # ../shared/conformance/README.md), so its verdict does not fail this script.
-    bash ../shared/conformance/runtime-tools.sh target/release/berth-runc ||
+    bash ../shared/conformance/runtime-tools.sh target/x86_64-unknown-linux-gnu/release/berth-runc ||
       echo "runtime-tools: some programs failed (berth-runc passed 40 of 58 when this script was written)"
   else
     echo "==> runtime-tools: skipped (../shared/conformance/runtime-tools.sh is not here; it is not in CI)"

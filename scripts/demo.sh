@@ -9,15 +9,15 @@ cargo build --release --quiet -p berth-executor -p berth-tests --bins
 bundle=$(mktemp -d /tmp/berth-demo.XXXXXX)
 id="berth-demo-$$"
 cleanup() {
-  target/release/berth-runc delete --force "$id" >/dev/null 2>&1 || true
+  target/x86_64-unknown-linux-gnu/release/berth-runc delete --force "$id" >/dev/null 2>&1 || true
   rm -rf "$bundle"
 }
 trap cleanup EXIT
-target/release/berth-fixture bundle "$bundle" -- sh -c '
+target/x86_64-unknown-linux-gnu/release/berth-fixture bundle "$bundle" -- sh -c '
   echo "hello from a berth container"
   echo "hostname: $(hostname)   pid: $$   user: $(id)"
   echo "kernel:   $(uname -sr)"
   echo "rootfs:"; ls /
   echo "mounts:"; cut -d" " -f2,3 /proc/mounts | head -8'
 echo "\$ berth-runc run --bundle $bundle $id"
-target/release/berth-runc run --bundle "$bundle" "$id"
+target/x86_64-unknown-linux-gnu/release/berth-runc run --bundle "$bundle" "$id"

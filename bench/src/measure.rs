@@ -15,10 +15,12 @@ pub struct Run {
 /// Runs `cmd` to completion and reports wall time and ru_maxrss.
 pub fn run(cmd: &mut Command) -> std::io::Result<Run> {
     use std::os::unix::process::ExitStatusExt;
-    cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+    // stderr goes to a file, not a pipe: a container init inherits it, and
+    // reading a pipe to EOF would wait for the container.
+    let mut errfile = tempfile::tempfile()?;
+    cmd.stdout(std::process::Stdio::null()).stderr(errfile.try_clone()?);
     let start = Instant::now();
-    let mut child = cmd.spawn()?;
-    let mut stderr = child.stderr.take();
+    let child = cmd.spawn()?;
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
     // SAFETY: zeroed rusage is a valid out buffer.
@@ -30,9 +32,10 @@ pub fn run(cmd: &mut Command) -> std::io::Result<Run> {
         return Err(std::io::Error::last_os_error());
     }
     let mut err = String::new();
-    if let Some(s) = stderr.as_mut() {
-        use std::io::Read;
-        let _ = s.read_to_string(&mut err);
+    {
+        use std::io::{Read, Seek};
+        let _ = errfile.rewind();
+        let _ = errfile.read_to_string(&mut err);
     }
     // The child is reaped; keep `Child` from waiting again.
     std::mem::forget(child);

@@ -18,7 +18,7 @@ pub fn workspace_root() -> PathBuf {
 
 /// A release binary of this workspace; tests need `cargo build --release` first.
 pub fn release_binary(name: &str) -> PathBuf {
-    let p = workspace_root().join("target/release").join(name);
+    let p = berth_tests::release_dir().join(name);
     assert!(
         p.exists(),
         "{} is missing: run `cargo build --release` first",
@@ -207,7 +207,7 @@ impl Drop for Containerd {
 pub fn test_path() -> String {
     format!(
         "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        workspace_root().join("target/release").display()
+        berth_tests::release_dir().display()
     )
 }
 

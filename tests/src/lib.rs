@@ -29,6 +29,14 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// `<workspace>/target`, or `CARGO_TARGET_DIR` when set.
+/// The target triple every build uses (see .cargo/config.toml).
+pub const TARGET_TRIPLE: &str = "x86_64-unknown-linux-gnu";
+
+/// Where `cargo build --release` puts our binaries.
+pub fn release_dir() -> PathBuf {
+    target_dir().join(TARGET_TRIPLE).join("release")
+}
+
 pub fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => {

@@ -109,7 +109,7 @@ impl Runtime {
     /// A runtime from a name (`runc`, `crun`, `berth-runc`) or a path.
     pub fn new(spec: &str) -> io::Result<Runtime> {
         let path = match spec {
-            "berth-runc" | "berth" => crate::target_dir().join("release").join("berth-runc"),
+            "berth-runc" | "berth" => crate::release_dir().join("berth-runc"),
             _ if spec.contains('/') => PathBuf::from(spec),
             _ => which(spec).ok_or_else(|| other(format!("{spec} not found in PATH")))?,
         };
