@@ -247,6 +247,16 @@ impl Runtime {
         // SAFETY: as above.
         let child_sync = move_fd(unsafe { OwnedFd::from_raw_fd(child_sync) }, min_fd)?;
 
+        // The init joins its cgroup itself (cheap, see Cgroup::self_join),
+        // unless it starts in a new user namespace, where it may not write
+        // to the host's cgroup files: then we move it.
+        let join = cgroup.self_join();
+        let userns_in_clone = ns.clone_flags & libc::CLONE_NEWUSER as u64 != 0;
+        let cgroup_dir = join
+            .v2_dir
+            .as_ref()
+            .and_then(|d| std::fs::File::open(d).ok())
+            .map(OwnedFd::from);
         let hooks_point = !hooks_cfg.prestart.is_empty()
             || !hooks_cfg.create_runtime.is_empty()
             || !create_container_hooks.is_empty()
@@ -254,6 +264,7 @@ impl Runtime {
         let host_mounts = rootfs_plan.host_mount_ns;
         let mut plan = InitPlan {
             sync: child_sync.as_raw_fd(),
+            cgroup_tasks: if userns_in_clone { Vec::new() } else { crate::process::cgroup_tasks(&join) },
             notify: notify.as_raw_fd(),
             console: console.as_ref().map(|c| c.as_raw_fd()),
             stdio: opts.stdio,
@@ -301,10 +312,17 @@ impl Runtime {
             spec: &spec,
             cgroup: &cgroup,
             saved: &mut saved,
+            parent_joins_v1: userns_in_clone,
         };
         // spawn_init closes our copy of the child's end once the child has it.
         let _ = child_sync.into_raw_fd();
-        let pid = spawn::spawn_init(&mut plan, parent_sync.as_raw_fd(), &mut events)?;
+        let pid = spawn::spawn_init(
+            &mut plan,
+            cgroup_dir.as_ref().map(|f| f.as_raw_fd()),
+            parent_sync.as_raw_fd(),
+            &mut events,
+        )?;
+        drop(cgroup_dir);
         drop(held);
         drop(notify);
         drop(console);
@@ -326,10 +344,12 @@ struct CreateEvents<'a> {
     spec: &'a Spec,
     cgroup: &'a Cgroup,
     saved: &'a mut SavedState,
+    /// The init cannot join its v1 cgroups itself (new user namespace).
+    parent_joins_v1: bool,
 }
 
 impl SpawnEvents for CreateEvents<'_> {
-    fn on_clone(&mut self, pid: i32) -> Result<()> {
+    fn on_clone(&mut self, pid: i32, into_cgroup: bool) -> Result<()> {
         let linux = self.spec.linux.as_ref();
         let userns_in_clone = linux.is_some_and(|l| {
             l.namespaces
@@ -340,7 +360,11 @@ impl SpawnEvents for CreateEvents<'_> {
         if userns_in_clone {
             write_id_maps(pid, linux.map(|l| l as &Linux))?;
         }
-        self.cgroup.add_process(pid)?;
+        if self.parent_joins_v1 {
+            self.cgroup.add_process(pid)?;
+        } else if !into_cgroup {
+            self.cgroup.add_process_v2(pid)?;
+        }
         Ok(())
     }
 
@@ -435,6 +459,7 @@ pub(crate) fn describe_stage(spec: &Spec, stage: Stage, index: u32) -> String {
         Stage::Scheduler => "process.scheduler".into(),
         Stage::Fork => "linux.namespaces (pid)".into(),
         Stage::Channel => "container init".into(),
+        Stage::Cgroup => "linux.cgroupsPath (joining the cgroup)".into(),
     }
 }
 

@@ -33,8 +33,11 @@ struct ExecEvents<'a> {
 }
 
 impl SpawnEvents for ExecEvents<'_> {
-    fn on_clone(&mut self, pid: i32) -> Result<()> {
-        self.container.state.cgroup.add_process(pid)?;
+    fn on_clone(&mut self, pid: i32, into_cgroup: bool) -> Result<()> {
+        // The process joined its v1 cgroups itself; cgroup2 came with clone3.
+        if !into_cgroup {
+            self.container.state.cgroup.add_process_v2(pid)?;
+        }
         Ok(())
     }
     fn on_user_namespace(&mut self, _: i32) -> Result<()> {
@@ -121,8 +124,15 @@ impl Container {
         // SAFETY: as above.
         let child_sync =
             dup_above(unsafe { OwnedFd::from_raw_fd(child_sync) }, min_fd)?.into_raw_fd();
+        let join = self.state.cgroup.self_join();
+        let cgroup_dir = join
+            .v2_dir
+            .as_ref()
+            .and_then(|d| std::fs::File::open(d).ok())
+            .map(OwnedFd::from);
         let mut plan = ExecPlan {
             sync: child_sync,
+            cgroup_tasks: crate::process::cgroup_tasks(&join),
             console: console.as_ref().map(|c| c.as_raw_fd()),
             stdio: opts.stdio,
             joins,
@@ -133,7 +143,8 @@ impl Container {
             container: self,
             process: p,
         };
-        let pid = spawn::spawn(0, child_sync, parent_sync.as_raw_fd(), &mut events, || {
+        let cgroup_fd = cgroup_dir.as_ref().map(|f| f.as_raw_fd());
+        let pid = spawn::spawn(0, cgroup_fd, child_sync, parent_sync.as_raw_fd(), &mut events, || {
             crate::process::exec::run(&mut plan)
         })?;
         drop(held);

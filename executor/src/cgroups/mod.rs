@@ -38,6 +38,15 @@ use crate::spec::{Rdma, Resources};
 use error::Result;
 use fs::{read_u64, write_raw};
 
+/// See [`Cgroup::self_join`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SelfJoin {
+    /// (`<dir>/tasks`, failure is only a warning)
+    pub v1_tasks: Vec<(PathBuf, bool)>,
+    /// The cgroup2 directory to clone into.
+    pub v2_dir: Option<PathBuf>,
+}
+
 /// One hierarchy the container's cgroup lives in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hierarchy {
@@ -180,6 +189,38 @@ impl Cgroup {
             match fs::write_procs(&h.dir, pid) {
                 Err(e) if self.version == Version::V1 && v1::is_best_effort(h) => {
                     tracing::warn!(pid, path = %h.dir.display(), error = %e, "cannot join a named cgroup hierarchy, skipping");
+                }
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+
+    /// How a freshly cloned, single-threaded process can join this cgroup
+    /// by itself, without the global cgroup_threadgroup_rwsem write lock
+    /// that moving another process takes (whose first use in a while waits
+    /// for an RCU grace period, ~10 ms): it writes "0" to each v1
+    /// hierarchy's `tasks` file, and is cloned straight into the v2 cgroup
+    /// with clone3(CLONE_INTO_CGROUP). Best-effort hierarchies (named ones,
+    /// the hybrid cgroup2 mount) are marked so a failure there is ignored.
+    pub fn self_join(&self) -> SelfJoin {
+        let mut join = SelfJoin::default();
+        for h in &self.hierarchies {
+            match h.fs_type {
+                CgroupFsType::Cgroup => join.v1_tasks.push((h.dir.join("tasks"), v1::is_best_effort(h))),
+                CgroupFsType::Cgroup2 => join.v2_dir = Some(h.dir.clone()),
+            }
+        }
+        join
+    }
+
+    /// Moves `pid` into the cgroup2 part only (when clone3 could not place
+    /// it there); on a hybrid host that part is best-effort.
+    pub fn add_process_v2(&self, pid: i32) -> Result<()> {
+        for h in self.hierarchies.iter().filter(|h| h.fs_type == CgroupFsType::Cgroup2) {
+            match fs::write_procs(&h.dir, pid) {
+                Err(e) if self.version == Version::V1 => {
+                    tracing::warn!(pid, path = %h.dir.display(), error = %e, "cannot join the cgroup2 hierarchy, skipping");
                 }
                 other => other?,
             }

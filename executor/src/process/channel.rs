@@ -86,12 +86,13 @@ pub(crate) enum Stage {
     IoPriority,
     Scheduler,
     Fork,
+    Cgroup,
 }
 
 impl Stage {
     pub(crate) fn from_u32(v: u32) -> Stage {
         use Stage::*;
-        const ALL: [Stage; 33] = [
+        const ALL: [Stage; 34] = [
             Channel,
             Namespace,
             UserNamespace,
@@ -125,6 +126,7 @@ impl Stage {
             IoPriority,
             Scheduler,
             Fork,
+            Cgroup,
         ];
         ALL.iter()
             .copied()

@@ -16,6 +16,8 @@ use crate::sys::{fd, proc, socket};
 /// Everything the exec'd process needs.
 pub(crate) struct ExecPlan {
     pub sync: RawFd,
+    /// v1 cgroup `tasks` files to write "0" to first.
+    pub cgroup_tasks: super::CgroupTasks,
     pub console: Option<RawFd>,
     pub stdio: Option<[RawFd; 3]>,
     /// The init's namespaces (user last).
@@ -46,6 +48,7 @@ fn channel_fail(errno: Errno) -> Failure {
 
 fn run_steps(plan: &mut ExecPlan) -> Result<Infallible, Failure> {
     let sync = plan.sync;
+    super::join_cgroups(&plan.cgroup_tasks)?;
     proc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong).map_err(channel_fail)?;
     match channel::recv(sync) {
         Ok(Some(m)) if m.kind == Kind::Continue => {}

@@ -55,6 +55,8 @@ fn wait_continue(sync: RawFd, state: Option<(&mut Vec<u8>, &mut usize)>) -> Resu
 
 fn run_steps(plan: &mut InitPlan) -> Result<Infallible, Failure> {
     let sync = plan.sync;
+    // Into the container's cgroup before doing any work.
+    super::join_cgroups(&plan.cgroup_tasks)?;
     let parent = proc::getppid();
     // Die with the runtime while setting up; cleared once ready.
     proc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong).map_err(channel_fail)?;
@@ -292,7 +294,7 @@ fn run_hook(h: &HookPlan, state: &[u8]) -> Result<libc::c_int, (Errno, &'static 
             proc::execve(h.path.as_ptr(), h.args.as_ptr(), h.env.as_ptr());
             proc::exit(127)
         }
-        Ok(proc::Forked::Parent { pid, pidfd }) => {
+        Ok(proc::Forked::Parent { pid, pidfd, .. }) => {
             fd::close(r);
             let _ = fd::write_all(w, state);
             fd::close(w);

@@ -13,10 +13,37 @@ pub(crate) mod init;
 pub(crate) mod plan;
 pub(crate) mod spawn;
 
+use std::ffi::CString;
 use std::os::fd::RawFd;
 
 use crate::error::Errno;
 use channel::{Msg, Stage};
+
+/// The v1 `tasks` files a child writes "0" to, to join its cgroup itself
+/// (see `Cgroup::self_join`), and whether a failure there is only a warning.
+pub(crate) type CgroupTasks = Vec<(CString, bool)>;
+
+/// Child side: moves the calling (single-threaded) process into its cgroup
+/// in every v1 hierarchy.
+pub(crate) fn join_cgroups(tasks: &CgroupTasks) -> Result<(), Failure> {
+    for (i, (path, best_effort)) in tasks.iter().enumerate() {
+        match crate::sys::fs::write_file(path.as_ptr(), b"0") {
+            Ok(()) => {}
+            Err(_) if *best_effort => {}
+            Err(e) => return Err(Failure::new(Stage::Cgroup, i, e, "join cgroup").with_detail(path.to_bytes())),
+        }
+    }
+    Ok(())
+}
+
+/// Converts `Cgroup::self_join` paths for a child plan.
+pub(crate) fn cgroup_tasks(join: &crate::cgroups::SelfJoin) -> CgroupTasks {
+    use std::os::unix::ffi::OsStrExt;
+    join.v1_tasks
+        .iter()
+        .filter_map(|(p, best_effort)| CString::new(p.as_os_str().as_bytes()).ok().map(|c| (c, *best_effort)))
+        .collect()
+}
 
 /// A failed step in a child process, reported to the runtime over the channel.
 #[derive(Debug, Clone, Copy)]

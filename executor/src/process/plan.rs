@@ -286,6 +286,9 @@ pub(crate) struct NsPlan {
 /// Everything the container init does, in order.
 pub(crate) struct InitPlan {
     pub sync: RawFd,
+    /// v1 cgroup `tasks` files the init writes "0" to first (empty when the
+    /// runtime places it, e.g. when it starts in a new user namespace).
+    pub cgroup_tasks: super::CgroupTasks,
     /// Listening socket; `start` connects to it.
     pub notify: RawFd,
     /// Connected console socket (terminal: true).

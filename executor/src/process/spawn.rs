@@ -11,9 +11,11 @@ use crate::sys::{fd, proc};
 
 /// Callbacks for the moments the runtime must act for the child.
 pub(crate) trait SpawnEvents {
-    /// Right after clone, before the child does anything: write id maps (if
-    /// the user namespace came with the clone) and join the cgroup.
-    fn on_clone(&mut self, pid: i32) -> Result<()>;
+    /// Right after clone, before the child goes on: write id maps (if the
+    /// user namespace came with the clone) and put the child in its cgroup
+    /// where it cannot join by itself. `into_cgroup`: clone3 already placed
+    /// it in the cgroup2 directory it was given.
+    fn on_clone(&mut self, pid: i32, into_cgroup: bool) -> Result<()>;
     /// The child created a user namespace with unshare: write its id maps.
     fn on_user_namespace(&mut self, pid: i32) -> Result<()>;
     /// Namespaces and mounts exist: run prestart/createRuntime hooks and
@@ -27,12 +29,13 @@ pub(crate) trait SpawnEvents {
 /// init's host pid. On error the child is killed and reaped.
 pub(crate) fn spawn_init(
     plan: &mut InitPlan,
+    cgroup_fd: Option<RawFd>,
     parent_sync: RawFd,
     events: &mut dyn SpawnEvents,
 ) -> Result<i32> {
     let flags = plan.ns.clone_flags;
     let child_sync = plan.sync;
-    spawn(flags, child_sync, parent_sync, events, || {
+    spawn(flags, cgroup_fd, child_sync, parent_sync, events, || {
         super::init::run(plan)
     })
 }
@@ -42,6 +45,7 @@ pub(crate) fn spawn_init(
 /// child reports Ready. Returns the pid of the process that will exec.
 pub(crate) fn spawn(
     flags: u64,
+    cgroup_fd: Option<RawFd>,
     child_sync: RawFd,
     parent_sync: RawFd,
     events: &mut dyn SpawnEvents,
@@ -49,23 +53,25 @@ pub(crate) fn spawn(
 ) -> Result<i32> {
     // SAFETY: the child only runs `child`, which is async-signal-safe and
     // ends in exec or _exit.
-    let forked = unsafe { proc::fork_with(flags, None) }
+    let forked = unsafe { proc::fork_with(flags, cgroup_fd) }
         .map_err(|e| Error::sys("clone container process", e))?;
-    let pid = match forked {
+    let (pid, into_cgroup) = match forked {
         proc::Forked::Child => {
             fd::close(parent_sync);
             child();
             // `child` ends in exec or _exit; never fall back into the runtime.
             proc::exit(127)
         }
-        proc::Forked::Parent { pid, .. } => pid,
+        proc::Forked::Parent {
+            pid, into_cgroup, ..
+        } => (pid, into_cgroup),
     };
     fd::close(child_sync);
     let mut tracker = Children {
         first: pid,
         init: pid,
     };
-    match drive(parent_sync, &mut tracker, events) {
+    match drive(parent_sync, &mut tracker, into_cgroup, events) {
         Ok(()) => Ok(tracker.init),
         Err(e) => {
             tracker.kill();
@@ -95,10 +101,15 @@ impl Children {
     }
 }
 
-fn drive(sync: RawFd, children: &mut Children, events: &mut dyn SpawnEvents) -> Result<()> {
+fn drive(
+    sync: RawFd,
+    children: &mut Children,
+    into_cgroup: bool,
+    events: &mut dyn SpawnEvents,
+) -> Result<()> {
     let send =
         |m: Msg| channel::send(sync, &m).map_err(|e| Error::sys("sync with container init", e));
-    events.on_clone(children.first)?;
+    events.on_clone(children.first, into_cgroup)?;
     send(Msg::new(Kind::Continue))?;
     loop {
         let msg = match channel::recv(sync) {

@@ -27,10 +27,12 @@ pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// The result of a fork-like clone.
 pub enum Forked {
-    /// In the parent: the child's pid and, if asked for, its pidfd.
+    /// In the parent: the child's pid, its pidfd if asked for, and whether
+    /// CLONE_INTO_CGROUP placed it in the requested cgroup.
     Parent {
         pid: libc::pid_t,
         pidfd: Option<RawFd>,
+        into_cgroup: bool,
     },
     /// In the child.
     Child,
@@ -61,20 +63,36 @@ pub unsafe fn fork_with(flags: u64, cgroup_fd: Option<RawFd>) -> SysResult<Forke
     if flags & CLONE_PIDFD != 0 {
         args.pidfd = &mut pidfd as *mut libc::c_int as u64;
     }
+    let mut into_cgroup = false;
     if let Some(fd) = cgroup_fd {
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = fd as u64;
+        into_cgroup = true;
     }
     // SAFETY: args is a valid clone_args of the size passed; no CLONE_VM, so
     // the child gets its own copy of memory and resumes here like fork.
-    let r = libc::syscall(
+    let mut r = libc::syscall(
         libc::SYS_clone3,
         &args as *const CloneArgs,
         std::mem::size_of::<CloneArgs>(),
     );
+    if r == -1 && into_cgroup && super::errno() != Errno(libc::ENOSYS) {
+        // The cgroup refused (e.g. it has a controller layout that does not
+        // allow it): clone without it; the caller joins another way.
+        args.flags &= !CLONE_INTO_CGROUP;
+        args.cgroup = 0;
+        into_cgroup = false;
+        // SAFETY: as above.
+        r = libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        );
+    }
     // Fall back to clone(2) when clone3 is missing, or denied by a seccomp
     // filter already loaded in this process.
     let r = if r == -1 && matches!(super::errno(), Errno(libc::ENOSYS) | Errno(libc::EPERM)) {
+        into_cgroup = false;
         // SAFETY: as above, with the legacy clone(2) ABI (x86_64 order:
         // flags, stack, parent_tid, child_tid, tls).
         libc::syscall(
@@ -93,6 +111,7 @@ pub unsafe fn fork_with(flags: u64, cgroup_fd: Option<RawFd>) -> SysResult<Forke
         pid => Ok(Forked::Parent {
             pid: pid as libc::pid_t,
             pidfd: (pidfd >= 0).then_some(pidfd),
+            into_cgroup,
         }),
     }
 }
