@@ -40,7 +40,11 @@ pub fn shims() -> Vec<Shim> {
 
 fn timed(ctd: &Containerd, ns: &str, args: &[&str]) -> Result<f64, String> {
     let start = Instant::now();
-    let out = ctd.ctr(ns, args);
+    let out = ctd
+        .ctr_cmd(ns, args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("ctr {args:?}: {e}"))?;
     let t = ms(start.elapsed());
     if !out.status.success() {
         return Err(format!("ctr {args:?}: {}", String::from_utf8_lossy(&out.stderr)));
@@ -69,6 +73,7 @@ pub fn bench(runs: usize, idle: usize) -> Result<(Samples, Vec<&'static str>), S
         timed(&ctd, ns, &a)?;
     }
     // Sequential `ctr run --rm` of /bin/true, interleaved.
+    eprintln!("shim bench: sequential ctr run --rm ({runs} rounds)");
     for i in 0..runs {
         for k in 0..shims.len() {
             let sh = &shims[(i + k) % shims.len()];
@@ -79,6 +84,7 @@ pub fn bench(runs: usize, idle: usize) -> Result<(Samples, Vec<&'static str>), S
     }
     // 20 in parallel: wall time until all 20 have finished.
     let rounds = (runs / 6).max(3);
+    eprintln!("shim bench: 20 in parallel ({rounds} rounds)");
     for r in 0..rounds {
         for k in 0..shims.len() {
             let sh = &shims[(r + k) % shims.len()];
@@ -101,6 +107,7 @@ pub fn bench(runs: usize, idle: usize) -> Result<(Samples, Vec<&'static str>), S
         }
     }
     // exec / pause / resume / metrics on a long-running task per shim.
+    eprintln!("shim bench: exec, pause, resume, metrics ({runs} rounds)");
     for sh in &shims {
         let id = long_id(sh);
         let a = run_args(sh, &["-d", IMAGE, &id, "sleep", "100000"]);
@@ -121,6 +128,7 @@ pub fn bench(runs: usize, idle: usize) -> Result<(Samples, Vec<&'static str>), S
         remove(&ctd, ns, &long_id(sh));
     }
     // Memory: `idle` idle containers per shim kind, measured together.
+    eprintln!("shim bench: memory with {idle} idle containers per shim");
     for sh in &shims {
         let ids: Vec<String> = (0..idle).map(|j| format!("idle-{}-{j}", tag(sh))).collect();
         for id in &ids {

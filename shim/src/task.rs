@@ -123,6 +123,14 @@ impl Service {
             self.publish(&task_create(&req, 0));
             return Ok(CreateTaskResponse::new());
         }
+        // State a crashed shim left for this id (containerd ran no `delete`
+        // for it): clear it if its process is gone, refuse if it runs.
+        if let Ok(old) = self.runtime.load(&req.id) {
+            if old.status() == CtrStatus::Stopped {
+                tracing::warn!(container_id = %req.id, "removing stale state of a previous container");
+                let _ = old.delete(true);
+            }
+        }
         let mut create = CreateOptions {
             bundle: bundle.clone(),
             no_pivot,
