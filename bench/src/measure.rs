@@ -18,7 +18,8 @@ pub fn run(cmd: &mut Command) -> std::io::Result<Run> {
     // stderr goes to a file, not a pipe: a container init inherits it, and
     // reading a pipe to EOF would wait for the container.
     let mut errfile = tempfile::tempfile()?;
-    cmd.stdout(std::process::Stdio::null()).stderr(errfile.try_clone()?);
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(errfile.try_clone()?);
     let start = Instant::now();
     let child = cmd.spawn()?;
     let pid = child.id() as libc::pid_t;
@@ -73,7 +74,11 @@ pub struct Samples {
 
 impl Samples {
     pub fn add(&mut self, who: &str, metric: &str, value: f64) {
-        match self.rows.iter_mut().find(|(w, m, _)| w == who && m == metric) {
+        match self
+            .rows
+            .iter_mut()
+            .find(|(w, m, _)| w == who && m == metric)
+        {
             Some((_, _, v)) => v.push(value),
             None => self.rows.push((who.into(), metric.into(), vec![value])),
         }

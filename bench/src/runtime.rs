@@ -69,7 +69,13 @@ fn lifecycle(rt: &RuntimeBench, bundle: &Path, id: &str) -> Result<(f64, i64), S
     }
     let elapsed = ms(start.elapsed());
     let _ = std::fs::remove_file(&pid_file);
-    Ok((elapsed, create.max_rss_kib.max(started.max_rss_kib).max(deleted.max_rss_kib)))
+    Ok((
+        elapsed,
+        create
+            .max_rss_kib
+            .max(started.max_rss_kib)
+            .max(deleted.max_rss_kib),
+    ))
 }
 
 pub fn bench(berth: &Path, runs: usize) -> Result<(Samples, Vec<&'static str>), String> {
@@ -92,7 +98,8 @@ pub fn bench(berth: &Path, runs: usize) -> Result<(Samples, Vec<&'static str>), 
             s.add(rt.name, "lifecycle_ms", t);
             s.add(rt.name, "peak_rss_kib", rss as f64);
             let b = bundle.dir.display().to_string();
-            let run = measure::run(&mut rt.cmd(&["run", "--bundle", &b, &format!("r{i}")])).map_err(|e| e.to_string())?;
+            let run = measure::run(&mut rt.cmd(&["run", "--bundle", &b, &format!("r{i}")]))
+                .map_err(|e| e.to_string())?;
             if !run.ok {
                 return Err(format!("{} run: {}", rt.name, run.stderr));
             }

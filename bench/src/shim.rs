@@ -47,7 +47,10 @@ fn timed(ctd: &Containerd, ns: &str, args: &[&str]) -> Result<f64, String> {
         .map_err(|e| format!("ctr {args:?}: {e}"))?;
     let t = ms(start.elapsed());
     if !out.status.success() {
-        return Err(format!("ctr {args:?}: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "ctr {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     Ok(t)
 }
@@ -93,7 +96,10 @@ pub fn bench(runs: usize, idle: usize) -> Result<(Samples, Vec<&'static str>), S
                 .map(|j| {
                     let id = format!("par{r}-{j}");
                     let a = run_args(sh, &["--rm", IMAGE, &id, "true"]);
-                    ctd.ctr_cmd(ns, &a).stdout(Stdio::null()).stderr(Stdio::null()).spawn()
+                    ctd.ctr_cmd(ns, &a)
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
                 })
                 .collect::<Result<_, _>>()
                 .map_err(|e| e.to_string())?;
@@ -118,10 +124,26 @@ pub fn bench(runs: usize, idle: usize) -> Result<(Samples, Vec<&'static str>), S
             let sh = &shims[(i + k) % shims.len()];
             let id = long_id(sh);
             let e = format!("e{i}");
-            s.add(sh.name, "exec_ms", timed(&ctd, ns, &["task", "exec", "--exec-id", &e, &id, "true"])?);
-            s.add(sh.name, "pause_ms", timed(&ctd, ns, &["task", "pause", &id])?);
-            s.add(sh.name, "resume_ms", timed(&ctd, ns, &["task", "resume", &id])?);
-            s.add(sh.name, "metrics_ms", timed(&ctd, ns, &["task", "metrics", &id])?);
+            s.add(
+                sh.name,
+                "exec_ms",
+                timed(&ctd, ns, &["task", "exec", "--exec-id", &e, &id, "true"])?,
+            );
+            s.add(
+                sh.name,
+                "pause_ms",
+                timed(&ctd, ns, &["task", "pause", &id])?,
+            );
+            s.add(
+                sh.name,
+                "resume_ms",
+                timed(&ctd, ns, &["task", "resume", &id])?,
+            );
+            s.add(
+                sh.name,
+                "metrics_ms",
+                timed(&ctd, ns, &["task", "metrics", &id])?,
+            );
         }
     }
     for sh in &shims {
@@ -153,7 +175,10 @@ pub fn bench(runs: usize, idle: usize) -> Result<(Samples, Vec<&'static str>), S
 }
 
 fn tag(sh: &Shim) -> String {
-    sh.name.chars().filter(|c| c.is_ascii_alphanumeric()).collect()
+    sh.name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect()
 }
 
 fn long_id(sh: &Shim) -> String {
@@ -165,7 +190,10 @@ fn remove(ctd: &Containerd, ns: &str, id: &str) {
     for _ in 0..100 {
         let out = ctd.ctr(ns, &["task", "ls"]);
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if !text.lines().any(|l| l.starts_with(id) && l.contains("RUNNING")) {
+        if !text
+            .lines()
+            .any(|l| l.starts_with(id) && l.contains("RUNNING"))
+        {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -233,7 +261,13 @@ pub fn report(s: &Samples, names: &[&str], runs: usize, idle: usize) -> String {
 
 /// ctr is in PATH, the shim binary must be next to containerd's PATH entries.
 pub fn check_tools() -> Result<(), String> {
-    for tool in ["containerd", "ctr", "containerd-shim-runc-v2", "runc", "crun"] {
+    for tool in [
+        "containerd",
+        "ctr",
+        "containerd-shim-runc-v2",
+        "runc",
+        "crun",
+    ] {
         let ok = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .stdout(Stdio::null())

@@ -169,6 +169,11 @@ impl Runtime {
             "process",
             opts.preserve_fds,
         )?;
+        let listener_path = linux
+            .seccomp
+            .as_ref()
+            .and_then(|s| s.listener_path.as_deref());
+        process_plan.connect_seccomp_agent(listener_path, min_fd, &mut held)?;
         if in_userns
             && linux
                 .namespaces
@@ -264,7 +269,11 @@ impl Runtime {
         let host_mounts = rootfs_plan.host_mount_ns;
         let mut plan = InitPlan {
             sync: child_sync.as_raw_fd(),
-            cgroup_tasks: if userns_in_clone { Vec::new() } else { crate::process::cgroup_tasks(&join) },
+            cgroup_tasks: if userns_in_clone {
+                Vec::new()
+            } else {
+                crate::process::cgroup_tasks(&join)
+            },
             notify: notify.as_raw_fd(),
             console: console.as_ref().map(|c| c.as_raw_fd()),
             stdio: opts.stdio,
@@ -394,6 +403,11 @@ impl SpawnEvents for CreateEvents<'_> {
 
     fn describe(&self, stage: Stage, index: u32) -> String {
         describe_stage(self.spec, stage, index)
+    }
+
+    fn seccomp_state(&mut self, pid: i32) -> Result<Vec<u8>> {
+        self.saved.pid = pid;
+        Ok(self.saved.seccomp_agent_state(pid, Status::Creating))
     }
 }
 

@@ -49,6 +49,13 @@ impl SpawnEvents for ExecEvents<'_> {
     fn describe(&self, stage: Stage, index: u32) -> String {
         describe_exec_stage(self.container, self.process, stage, index)
     }
+
+    fn seccomp_state(&mut self, pid: i32) -> Result<Vec<u8>> {
+        Ok(self
+            .container
+            .state
+            .seccomp_agent_state(pid, Status::Running))
+    }
 }
 
 fn describe_exec_stage(c: &Container, p: &Process, stage: Stage, index: u32) -> String {
@@ -88,10 +95,16 @@ impl Container {
         }
         let min_fd = 3 + opts.preserve_fds;
         let linux = self.state.config.linux.clone().unwrap_or_default();
-        let process = ProcessPlan::build(p, linux.seccomp.as_ref(), "process", opts.preserve_fds)?;
+        let mut process =
+            ProcessPlan::build(p, linux.seccomp.as_ref(), "process", opts.preserve_fds)?;
+        let mut held = Vec::new();
+        let listener_path = linux
+            .seccomp
+            .as_ref()
+            .and_then(|s| s.listener_path.as_deref());
+        process.connect_seccomp_agent(listener_path, min_fd, &mut held)?;
 
         // The init's namespaces: every type the container has (new or joined).
-        let mut held = Vec::new();
         let mut joins = Vec::new();
         for (i, n) in linux.namespaces.iter().enumerate() {
             let path = format!("/proc/{}/ns/{}", self.pid(), n.typ.proc_name());
@@ -144,9 +157,14 @@ impl Container {
             process: p,
         };
         let cgroup_fd = cgroup_dir.as_ref().map(|f| f.as_raw_fd());
-        let pid = spawn::spawn(0, cgroup_fd, child_sync, parent_sync.as_raw_fd(), &mut events, || {
-            crate::process::exec::run(&mut plan)
-        })?;
+        let pid = spawn::spawn(
+            0,
+            cgroup_fd,
+            child_sync,
+            parent_sync.as_raw_fd(),
+            &mut events,
+            || crate::process::exec::run(&mut plan),
+        )?;
         drop(held);
         drop(console);
         // Ready was sent just before execve: EOF means it ran, a message means it failed.

@@ -122,6 +122,43 @@ impl SavedState {
         std::fs::rename(&tmp, dir.join(STATE_FILE)).context(|| format!("rename {}", tmp.display()))
     }
 
+    /// The "container process state" a seccomp agent receives with the
+    /// listener fd of process `pid` (runtime-spec, config-linux.md).
+    pub fn seccomp_agent_state(&self, pid: i32, status: Status) -> Vec<u8> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct ProcessState<'a> {
+            oci_version: &'a str,
+            fds: [&'a str; 1],
+            pid: i32,
+            #[serde(skip_serializing_if = "str::is_empty")]
+            metadata: &'a str,
+            state: HookState<'a>,
+        }
+        let metadata = self
+            .config
+            .linux
+            .as_ref()
+            .and_then(|l| l.seccomp.as_ref())
+            .and_then(|s| s.listener_metadata.as_deref())
+            .unwrap_or("");
+        serde_json::to_vec(&ProcessState {
+            oci_version: OCI_VERSION,
+            fds: ["seccompFd"],
+            pid,
+            metadata,
+            state: HookState {
+                oci_version: OCI_VERSION,
+                id: &self.id,
+                status,
+                pid: self.pid,
+                bundle: &self.bundle,
+                annotations: &self.annotations,
+            },
+        })
+        .unwrap_or_default()
+    }
+
     pub fn hook_state(&self, status: Status) -> Vec<u8> {
         serde_json::to_vec(&HookState {
             oci_version: OCI_VERSION,

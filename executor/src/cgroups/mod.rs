@@ -207,7 +207,9 @@ impl Cgroup {
         let mut join = SelfJoin::default();
         for h in &self.hierarchies {
             match h.fs_type {
-                CgroupFsType::Cgroup => join.v1_tasks.push((h.dir.join("tasks"), v1::is_best_effort(h))),
+                CgroupFsType::Cgroup => join
+                    .v1_tasks
+                    .push((h.dir.join("tasks"), v1::is_best_effort(h))),
                 CgroupFsType::Cgroup2 => join.v2_dir = Some(h.dir.clone()),
             }
         }
@@ -217,7 +219,11 @@ impl Cgroup {
     /// Moves `pid` into the cgroup2 part only (when clone3 could not place
     /// it there); on a hybrid host that part is best-effort.
     pub fn add_process_v2(&self, pid: i32) -> Result<()> {
-        for h in self.hierarchies.iter().filter(|h| h.fs_type == CgroupFsType::Cgroup2) {
+        for h in self
+            .hierarchies
+            .iter()
+            .filter(|h| h.fs_type == CgroupFsType::Cgroup2)
+        {
             match fs::write_procs(&h.dir, pid) {
                 Err(e) if self.version == Version::V1 => {
                     tracing::warn!(pid, path = %h.dir.display(), error = %e, "cannot join the cgroup2 hierarchy, skipping");

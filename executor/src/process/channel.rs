@@ -31,6 +31,10 @@ pub(crate) enum Kind {
     Error = 6,
     /// Parent → child: the next packet is the container state JSON.
     State = 7,
+    /// Child → parent: send the container process state for the seccomp agent.
+    SeccompStateRequest = 8,
+    /// Parent → child: the next packet is that state (JSON).
+    SeccompState = 9,
 }
 
 impl Kind {
@@ -43,6 +47,8 @@ impl Kind {
             5 => Kind::Ready,
             6 => Kind::Error,
             7 => Kind::State,
+            8 => Kind::SeccompStateRequest,
+            9 => Kind::SeccompState,
             _ => return None,
         })
     }

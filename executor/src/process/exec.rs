@@ -94,7 +94,7 @@ fn run_steps(plan: &mut ExecPlan) -> Result<Infallible, Failure> {
         proc::setsid().map_err(|e| fail(Stage::Console, 0, e, "setsid"))?;
         setup_pty(console, plan.process.console_size)?;
     }
-    finalize::prepare(&mut plan.process)?;
+    finalize::prepare(&mut plan.process, sync)?;
     proc::prctl(libc::PR_SET_PDEATHSIG, 0).map_err(channel_fail)?;
     channel::send(sync, &Msg::new(Kind::Ready)).map_err(channel_fail)?;
     Err(finalize::exec(&plan.process))

@@ -3,11 +3,13 @@
 //! seccomp, working directory, program lookup, and exec itself. Child side:
 //! no allocation.
 
-use super::channel::Stage;
+use std::os::fd::RawFd;
+
+use super::channel::{self, Kind, Msg, Stage};
 use super::plan::ProcessPlan;
 use super::Failure;
 use crate::error::Errno;
-use crate::sys::{self, fd, fs, proc};
+use crate::sys::{self, fd, fs, proc, socket};
 
 fn fail(stage: Stage, index: usize, errno: Errno, what: &'static str) -> Failure {
     Failure::new(stage, index, errno, what)
@@ -17,7 +19,10 @@ fn fail(stage: Stage, index: usize, errno: Errno, what: &'static str) -> Failure
 /// `start`, in runc's order: limits and scores while still privileged,
 /// seccomp before capabilities are dropped when no_new_privileges is off,
 /// then groups, uid/gid, capabilities, cwd; finally resolves the program.
-pub(crate) fn prepare(p: &mut ProcessPlan) -> Result<(), Failure> {
+pub(crate) fn prepare(p: &mut ProcessPlan, sync: RawFd) -> Result<(), Failure> {
+    if p.seccomp_listener.is_some() {
+        fetch_seccomp_state(p, sync)?;
+    }
     for (i, (res, soft, hard)) in p.rlimits.iter().enumerate() {
         proc::setrlimit(*res, *soft, *hard).map_err(|e| fail(Stage::Rlimit, i, e, "setrlimit"))?;
     }
@@ -81,10 +86,38 @@ fn set_identity(p: &ProcessPlan) -> Result<(), Failure> {
 }
 
 fn load_seccomp(p: &ProcessPlan) -> Result<(), Failure> {
-    if let Some(prog) = &p.seccomp {
-        crate::seccomp::load(prog)
-            .map_err(|e| fail(Stage::Seccomp, 0, Errno(e), "load seccomp filter"))?;
+    let Some(prog) = &p.seccomp else {
+        return Ok(());
+    };
+    let listener = crate::seccomp::load(prog)
+        .map_err(|e| fail(Stage::Seccomp, 0, Errno(e), "load seccomp filter"))?;
+    if let (Some(notify_fd), Some(agent)) = (listener, p.seccomp_listener) {
+        // runtime-spec: the agent gets the listener fd with the container
+        // process state as the message.
+        let r = socket::send_fd(agent, &p.seccomp_state[..p.seccomp_state_len], notify_fd);
+        fd::close(notify_fd);
+        fd::close(agent);
+        r.map_err(|e| {
+            fail(
+                Stage::Seccomp,
+                0,
+                e,
+                "send the seccomp listener fd to linux.seccomp.listenerPath",
+            )
+        })?;
     }
+    Ok(())
+}
+
+/// Asks the runtime for the container process state the seccomp agent gets.
+fn fetch_seccomp_state(p: &mut ProcessPlan, sync: RawFd) -> Result<(), Failure> {
+    let ch = |e| fail(Stage::Channel, 0, e, "sync with runtime");
+    channel::send(sync, &Msg::new(Kind::SeccompStateRequest)).map_err(ch)?;
+    match channel::recv(sync).map_err(ch)? {
+        Some(m) if m.kind == Kind::SeccompState => {}
+        _ => return Err(ch(Errno(libc::EPROTO))),
+    }
+    p.seccomp_state_len = channel::recv_data(sync, &mut p.seccomp_state).map_err(ch)?;
     Ok(())
 }
 

@@ -142,7 +142,7 @@ fn run_steps(plan: &mut InitPlan) -> Result<Infallible, Failure> {
         setup_console(console, plan.process.console_size)?;
     }
 
-    finalize::prepare(&mut plan.process)?;
+    finalize::prepare(&mut plan.process, sync)?;
 
     // Ready: from here on the runtime may exit without taking us along.
     proc::prctl(libc::PR_SET_PDEATHSIG, 0).map_err(channel_fail)?;

@@ -30,7 +30,11 @@ pub(crate) fn join_cgroups(tasks: &CgroupTasks) -> Result<(), Failure> {
         match crate::sys::fs::write_file(path.as_ptr(), b"0") {
             Ok(()) => {}
             Err(_) if *best_effort => {}
-            Err(e) => return Err(Failure::new(Stage::Cgroup, i, e, "join cgroup").with_detail(path.to_bytes())),
+            Err(e) => {
+                return Err(
+                    Failure::new(Stage::Cgroup, i, e, "join cgroup").with_detail(path.to_bytes())
+                )
+            }
         }
     }
     Ok(())
@@ -41,7 +45,11 @@ pub(crate) fn cgroup_tasks(join: &crate::cgroups::SelfJoin) -> CgroupTasks {
     use std::os::unix::ffi::OsStrExt;
     join.v1_tasks
         .iter()
-        .filter_map(|(p, best_effort)| CString::new(p.as_os_str().as_bytes()).ok().map(|c| (c, *best_effort)))
+        .filter_map(|(p, best_effort)| {
+            CString::new(p.as_os_str().as_bytes())
+                .ok()
+                .map(|c| (c, *best_effort))
+        })
         .collect()
 }
 

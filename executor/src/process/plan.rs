@@ -91,11 +91,51 @@ pub(crate) struct ProcessPlan {
     pub runtime_exe: Option<(u64, u64)>,
     /// fds 3..3+preserve_fds are passed to the process.
     pub preserve_fds: i32,
+    /// A connection to linux.seccomp.listenerPath: the seccomp agent gets
+    /// the listener fd and `seccomp_state` (SCMP_ACT_NOTIFY profiles).
+    pub seccomp_listener: Option<RawFd>,
+    pub seccomp_state: Vec<u8>,
+    pub seccomp_state_len: usize,
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 impl ProcessPlan {
+    /// For SCMP_ACT_NOTIFY profiles: connects to the seccomp agent at
+    /// `listener_path`; the connection must outlive the spawn (`held`).
+    pub(crate) fn connect_seccomp_agent(
+        &mut self,
+        listener_path: Option<&str>,
+        min_fd: RawFd,
+        held: &mut Vec<std::os::fd::OwnedFd>,
+    ) -> Result<()> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        if !self.seccomp.as_ref().is_some_and(|p| p.needs_listener) {
+            return Ok(());
+        }
+        let path = listener_path.unwrap_or_default();
+        let raw = crate::sys::socket::connect_unix(path.as_bytes()).map_err(|e| {
+            Error::invalid(
+                "linux.seccomp.listenerPath",
+                format!("connect to the seccomp agent at {path:?}: {e}"),
+            )
+        })?;
+        // SAFETY: raw was just returned by socket(2) and is owned here.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = if fd.as_raw_fd() < min_fd {
+            let d = crate::sys::fd::dup_cloexec_at_least(fd.as_raw_fd(), min_fd)
+                .map_err(|e| Error::sys("dup fd", e))?;
+            // SAFETY: d was just created by fcntl(F_DUPFD_CLOEXEC).
+            unsafe { OwnedFd::from_raw_fd(d) }
+        } else {
+            fd
+        };
+        self.seccomp_listener = Some(fd.as_raw_fd());
+        self.seccomp_state = vec![0; 64 * 1024];
+        held.push(fd);
+        Ok(())
+    }
+
     pub(crate) fn build(
         p: &Process,
         seccomp: Option<&Seccomp>,
@@ -203,6 +243,9 @@ impl ProcessPlan {
             scratch: vec![0; 64 * 1024],
             runtime_exe: runtime_exe_id(),
             preserve_fds,
+            seccomp_listener: None,
+            seccomp_state: Vec::new(),
+            seccomp_state_len: 0,
         })
     }
 }

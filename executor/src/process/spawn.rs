@@ -23,6 +23,9 @@ pub(crate) trait SpawnEvents {
     fn on_hooks(&mut self, init_pid: i32) -> Result<Option<Vec<u8>>>;
     /// Describes a failure the child reported, naming the config field.
     fn describe(&self, stage: Stage, index: u32) -> String;
+    /// The container process state (runtime-spec) a seccomp agent receives
+    /// with the listener fd of process `pid`.
+    fn seccomp_state(&mut self, pid: i32) -> Result<Vec<u8>>;
 }
 
 /// Clones the init and drives it until it is ready to start. Returns the
@@ -136,13 +139,19 @@ fn drive(
                 }
                 send(Msg::new(Kind::Continue))?;
             }
+            Kind::SeccompStateRequest => {
+                let state = events.seccomp_state(children.init)?;
+                send(Msg::new(Kind::SeccompState))?;
+                crate::sys::socket::send(sync, &state)
+                    .map_err(|e| Error::sys("send the seccomp agent state", e))?;
+            }
             Kind::Ready => return Ok(()),
             Kind::Error => {
                 return Err(describe_failure(&msg, &|stage, index| {
                     events.describe(stage, index)
                 }))
             }
-            Kind::Continue | Kind::State => {
+            Kind::Continue | Kind::State | Kind::SeccompState => {
                 return Err(Error::Setup(
                     "container init sent an unexpected message".into(),
                 ))

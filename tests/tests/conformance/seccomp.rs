@@ -21,6 +21,10 @@ pub fn cases() -> Vec<Case> {
         ),
         Case::new("seccomp::unknown_syscall_name_is_skipped", unknown_syscall),
         Case::new(
+            "seccomp::notify_hands_the_listener_to_the_agent",
+            notify_agent,
+        ),
+        Case::new(
             "seccomp::loaded_before_dropping_privileges_without_nnp",
             without_nnp,
         )
@@ -287,4 +291,163 @@ fn without_nnp(ctx: &Ctx) -> TestResult {
         lines[1]
     );
     Ok(())
+}
+
+/// SCMP_ACT_NOTIFY: the runtime connects to listenerPath and sends the
+/// listener fd with the container process state; our agent answers the
+/// intercepted syscall with EXDEV, which the process must see.
+fn notify_agent(ctx: &Ctx) -> TestResult {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("agent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path)?;
+    let agent = std::thread::spawn(move || -> Result<(Value, u32), String> {
+        // A runtime that never connects must fail the test, not hang it.
+        let mut p = libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut p, 1, 10_000) } <= 0 {
+            return Err("the runtime never connected to listenerPath".into());
+        }
+        let (conn, _) = listener.accept().map_err(|e| e.to_string())?;
+        let (state, fd) = agent::recv_fd(conn.as_raw_fd())?;
+        // SAFETY: the kernel installed fd in our table for us.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let state: Value = serde_json::from_slice(&state).map_err(|e| e.to_string())?;
+        let answered = agent::answer_all(fd.as_raw_fd(), libc::EXDEV);
+        Ok((state, answered))
+    });
+    let mut filter = seccomp(
+        SeccompAction::Allow,
+        vec![rule(&["getpgid"], SeccompAction::Notify, None)],
+    );
+    filter.listener_path = Some(path.display().to_string());
+    filter.listener_metadata = Some("berth-test".into());
+    let mut bundle = ctx.bundle()?;
+    bundle.linux().seccomp = Some(filter);
+    let lines = ctx.probe(&mut bundle, &["syscall", "getpgid", "0"])?;
+    let (state, answered) = agent
+        .join()
+        .map_err(|_| "agent thread panicked".to_string())??;
+    ensure!(
+        lines[0]["errno"] == libc::EXDEV,
+        "the agent's answer did not reach the process: {}",
+        lines[0]
+    );
+    ensure!(answered >= 1, "the agent got no notification");
+    ensure!(
+        state["fds"] == serde_json::json!(["seccompFd"]) && state["metadata"] == "berth-test",
+        "container process state: {state}"
+    );
+    ensure!(
+        state["state"]["bundle"] == bundle.dir.display().to_string()
+            && state["pid"].as_i64() > Some(0),
+        "container process state: {state}"
+    );
+    Ok(())
+}
+
+mod agent {
+    //! A minimal seccomp agent: receive the listener fd, answer every
+    //! notification with an errno until the filter goes away.
+    use std::os::fd::RawFd;
+
+    #[repr(C)]
+    struct SeccompData {
+        nr: i32,
+        arch: u32,
+        ip: u64,
+        args: [u64; 6],
+    }
+
+    #[repr(C)]
+    struct Notif {
+        id: u64,
+        pid: u32,
+        flags: u32,
+        data: SeccompData,
+    }
+
+    #[repr(C)]
+    struct Resp {
+        id: u64,
+        val: i64,
+        error: i32,
+        flags: u32,
+    }
+
+    const NOTIF_RECV: libc::c_ulong = 0xc050_2100;
+    const NOTIF_SEND: libc::c_ulong = 0xc018_2101;
+
+    /// Receives a message with one fd attached.
+    pub fn recv_fd(sock: RawFd) -> Result<(Vec<u8>, RawFd), String> {
+        let mut data = vec![0u8; 65536];
+        let mut iov = libc::iovec {
+            iov_base: data.as_mut_ptr().cast(),
+            iov_len: data.len(),
+        };
+        let mut cbuf = [0u64; 8];
+        // SAFETY: zeroed msghdr is valid; pointers outlive the call.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&cbuf);
+        // SAFETY: msg is initialised.
+        let n = unsafe { libc::recvmsg(sock, &mut msg, 0) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error().to_string());
+        }
+        // SAFETY: walking the control buffer the kernel filled.
+        let fd = unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            if c.is_null() || (*c).cmsg_type != libc::SCM_RIGHTS {
+                return Err("no fd attached".into());
+            }
+            std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<RawFd>())
+        };
+        data.truncate(n as usize);
+        Ok((data, fd))
+    }
+
+    /// Answers notifications with `-errno` until the listener reports the
+    /// filter is gone (or 10 s pass); returns how many it answered.
+    pub fn answer_all(fd: RawFd, errno: i32) -> u32 {
+        let mut answered = 0;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            let mut p = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            if unsafe { libc::poll(&mut p, 1, 100) } <= 0 {
+                continue;
+            }
+            if p.revents & libc::POLLHUP != 0 {
+                break;
+            }
+            // SAFETY: zeroed notif is what NOTIF_RECV expects.
+            let mut n: Notif = unsafe { std::mem::zeroed() };
+            // SAFETY: n is a valid seccomp_notif.
+            if unsafe { libc::ioctl(fd, NOTIF_RECV, &mut n) } != 0 {
+                break;
+            }
+            let r = Resp {
+                id: n.id,
+                val: 0,
+                error: -errno,
+                flags: 0,
+            };
+            // SAFETY: r is a valid seccomp_notif_resp.
+            if unsafe { libc::ioctl(fd, NOTIF_SEND, &r) } == 0 {
+                answered += 1;
+            }
+        }
+        answered
+    }
 }
