@@ -114,10 +114,10 @@ pub fn bench(berth: &Path, runs: usize) -> Result<(Samples, Vec<&'static str>), 
 pub fn report(s: &Samples, names: &[&str], runs: usize) -> String {
     let get = |n: &str, m: &str| s.median(n, m).unwrap_or(f64::NAN);
     let mut out = String::new();
-    out.push_str(&format!(
+    out.push_str(
         "| runtime | create+start+wait+delete (median ms) | `run` (median ms) | peak RSS (median MiB) | vs crun (lifecycle / run) | vs runc (lifecycle / run) |\n\
          |---|---|---|---|---|---|\n"
-    ));
+    );
     for n in names {
         let (l, r) = (get(n, "lifecycle_ms"), get(n, "run_ms"));
         let rss = get(n, "peak_rss_kib").max(get(n, "run_rss_kib")) / 1024.0;
