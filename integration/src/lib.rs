@@ -181,8 +181,30 @@ impl Containerd {
 
 pub const IMAGE: &str = "berth-test:latest";
 
+impl Containerd {
+    /// Removes every task and container left in any namespace (after a
+    /// failed test), so no shim or container outlives the harness.
+    fn sweep(&self) {
+        let namespaces = self.ctr("default", &["namespaces", "ls", "-q"]);
+        for ns in String::from_utf8_lossy(&namespaces.stdout).lines() {
+            let tasks = self.ctr(ns, &["task", "ls", "-q"]);
+            for id in String::from_utf8_lossy(&tasks.stdout).lines() {
+                let _ = self.ctr(ns, &["task", "kill", "-s", "9", id]);
+                let _ = self.ctr(ns, &["task", "rm", "-f", id]);
+            }
+            let containers = self.ctr(ns, &["c", "ls", "-q"]);
+            for id in String::from_utf8_lossy(&containers.stdout).lines() {
+                let _ = self.ctr(ns, &["c", "rm", id]);
+            }
+        }
+    }
+}
+
 impl Drop for Containerd {
     fn drop(&mut self) {
+        if self.child.is_some() {
+            self.sweep();
+        }
         if let Some(mut c) = self.child.take() {
             // SAFETY: plain kill(2) of our own child.
             unsafe {

@@ -112,6 +112,7 @@ pub fn serve(cfg: ServerConfig, listener_fd: OwnedFd) -> io::Result<()> {
     let mut events = Events::with_capacity(64);
     let mut flush_deadline: Option<Instant> = None;
     let mut trimmer = crate::memory::Trimmer::default();
+    let mut served_a_container = false;
 
     loop {
         if svc.shutdown {
@@ -231,6 +232,14 @@ pub fn serve(cfg: ServerConfig, listener_fd: OwnedFd) -> io::Result<()> {
             let _ = conn.sync_interest(poll.registry());
             true
         });
+        // Nothing left to serve and nobody connected (containerd deleted
+        // our last container but its Shutdown never arrived): exit rather
+        // than linger. Before the first Create there is always a connection.
+        served_a_container |= !svc.containers.is_empty();
+        if served_a_container && svc.containers.is_empty() && conns.is_empty() && !svc.shutdown {
+            tracing::info!("no containers and no connections left: shutting down");
+            svc.shutdown = true;
+        }
     }
     // Flush what is still queued for connected clients.
     for conn in conns.values_mut() {
