@@ -22,8 +22,8 @@ cargo build --release --workspace --bins
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "unit tests"
-cargo test --workspace --lib --bins
+step "unit and crate tests (executor, ttrpc-api, shim, ...)"
+cargo test --workspace --exclude berth-tests --exclude berth-integration
 
 step "conformance suite"
 bash scripts/conformance.sh
