@@ -182,7 +182,7 @@ impl Container {
             let err = match channel::decode(&buf[..n]) {
                 Some(msg) if msg.kind == Kind::Error => {
                     crate::process::spawn::describe_failure(&msg, &|stage, index| {
-                        crate::create::describe_stage(&self.state.config, stage, index)
+                        crate::process::describe::describe_stage(&self.state.config, stage, index)
                     })
                 }
                 _ => Error::Setup("the container init failed to start the process".into()),

@@ -12,12 +12,12 @@ use crate::container::{Container, Runtime};
 use crate::error::{Error, IoContext, Result};
 use crate::process::channel::Stage;
 use crate::process::hooks;
-use crate::process::plan::{HookPlan, InitPlan, NsJoin, NsPlan, ProcessPlan};
+use crate::process::plan::{HookPlan, InitPlan, ProcessPlan};
 use crate::process::spawn::{self, SpawnEvents};
-use crate::rootfs::plan::{PlanContext, DEFAULT_DEVICES};
+use crate::rootfs::plan::PlanContext;
 use crate::spec::{self, Linux, NamespaceType, Spec};
 use crate::state::{self, SavedState, Status};
-use crate::sys::{self, fd};
+use crate::sys;
 
 /// How to create a container.
 #[derive(Debug, Default)]
@@ -142,7 +142,7 @@ impl Runtime {
         // Everything that can fail on bad input is planned before anything is created.
         let min_fd = 3 + opts.preserve_fds;
         let mut held: Vec<OwnedFd> = Vec::new();
-        let ns = plan_namespaces(&linux, min_fd, &mut held)?;
+        let ns = crate::process::namespaces::plan_namespaces(&linux, min_fd, &mut held)?;
         let in_userns = linux
             .namespaces
             .iter()
@@ -180,7 +180,8 @@ impl Runtime {
                 .iter()
                 .any(|n| n.typ == NamespaceType::User && n.path.is_some())
         {
-            process_plan.set_groups = setgroups_allowed_in_joined_userns(&linux);
+            process_plan.set_groups =
+                crate::process::namespaces::setgroups_allowed_in_joined_userns(&linux);
         }
         let hooks_cfg = spec.hooks.clone().unwrap_or_default();
         let init_hooks = |list: &[spec::Hook], kind: &str| -> Result<Vec<HookPlan>> {
@@ -235,22 +236,31 @@ impl Runtime {
 
         let notify = listen_notify(&state_dir, min_fd)?;
         let console = match (opts.console_fd, &opts.console_socket) {
-            (Some(fd), _) => Some(move_fd(fd, min_fd)?),
+            (Some(fd), _) => Some(crate::process::namespaces::move_fd(fd, min_fd)?),
             (None, Some(path)) => {
                 let raw = sys::socket::connect_unix(path.as_os_str().as_bytes()).map_err(|e| {
                     Error::sys(format!("connect to console socket {}", path.display()), e)
                 })?;
                 // SAFETY: raw was just returned by socket(2) and is owned here.
-                Some(move_fd(unsafe { OwnedFd::from_raw_fd(raw) }, min_fd)?)
+                Some(crate::process::namespaces::move_fd(
+                    unsafe { OwnedFd::from_raw_fd(raw) },
+                    min_fd,
+                )?)
             }
             (None, None) => None,
         };
         let (parent_sync, child_sync) = sys::socket::socketpair(libc::SOCK_SEQPACKET)
             .map_err(|e| Error::sys("create sync socket pair", e))?;
         // SAFETY: both fds were just created and are owned here.
-        let parent_sync = move_fd(unsafe { OwnedFd::from_raw_fd(parent_sync) }, min_fd)?;
+        let parent_sync = crate::process::namespaces::move_fd(
+            unsafe { OwnedFd::from_raw_fd(parent_sync) },
+            min_fd,
+        )?;
         // SAFETY: as above.
-        let child_sync = move_fd(unsafe { OwnedFd::from_raw_fd(child_sync) }, min_fd)?;
+        let child_sync = crate::process::namespaces::move_fd(
+            unsafe { OwnedFd::from_raw_fd(child_sync) },
+            min_fd,
+        )?;
 
         // The init joins its cgroup itself (cheap, see Cgroup::self_join),
         // unless it starts in a new user namespace, where it may not write
@@ -367,7 +377,7 @@ impl SpawnEvents for CreateEvents<'_> {
                 && !l.namespaces.iter().any(|n| n.path.is_some())
         });
         if userns_in_clone {
-            write_id_maps(pid, linux.map(|l| l as &Linux))?;
+            crate::process::namespaces::write_id_maps(pid, linux.map(|l| l as &Linux))?;
         }
         if self.parent_joins_v1 {
             self.cgroup.add_process(pid)?;
@@ -378,7 +388,7 @@ impl SpawnEvents for CreateEvents<'_> {
     }
 
     fn on_user_namespace(&mut self, pid: i32) -> Result<()> {
-        write_id_maps(pid, self.spec.linux.as_ref())
+        crate::process::namespaces::write_id_maps(pid, self.spec.linux.as_ref())
     }
 
     fn on_hooks(&mut self, init_pid: i32) -> Result<Option<Vec<u8>>> {
@@ -402,78 +412,12 @@ impl SpawnEvents for CreateEvents<'_> {
     }
 
     fn describe(&self, stage: Stage, index: u32) -> String {
-        describe_stage(self.spec, stage, index)
+        crate::process::describe::describe_stage(self.spec, stage, index)
     }
 
     fn seccomp_state(&mut self, pid: i32) -> Result<Vec<u8>> {
         self.saved.pid = pid;
         Ok(self.saved.seccomp_agent_state(pid, Status::Creating))
-    }
-}
-
-/// Names the config field behind a child failure.
-pub(crate) fn describe_stage(spec: &Spec, stage: Stage, index: u32) -> String {
-    let i = index as usize;
-    let linux = spec.linux.clone().unwrap_or_default();
-    match stage {
-        Stage::Namespace if i < linux.namespaces.len() => {
-            let n = &linux.namespaces[i];
-            match &n.path {
-                Some(p) => format!(
-                    "linux.namespaces[{i}] ({} namespace at {p})",
-                    n.typ.as_str()
-                ),
-                None => format!("linux.namespaces[{i}] ({} namespace)", n.typ.as_str()),
-            }
-        }
-        Stage::Namespace => "linux.namespaces".into(),
-        Stage::UserNamespace => "linux.namespaces (user)".into(),
-        Stage::CgroupNamespace => "linux.namespaces (cgroup)".into(),
-        Stage::TimeNamespace => "linux.timeOffsets".into(),
-        Stage::Hostname => "hostname".into(),
-        Stage::Domainname => "domainname".into(),
-        Stage::Personality => "linux.personality".into(),
-        Stage::Propagation => "linux.rootfsPropagation / root.path".into(),
-        Stage::Mount if i < spec.mounts.len() => {
-            format!("mounts[{i}] (destination {})", spec.mounts[i].destination)
-        }
-        Stage::Mount => "mounts".into(),
-        Stage::Device if i < linux.devices.len() => {
-            format!("linux.devices[{i}] ({})", linux.devices[i].path)
-        }
-        Stage::Device => "linux.devices".into(),
-        Stage::Symlink => DEFAULT_DEVICES
-            .get(i)
-            .map(|d| format!("default device {}", d.0))
-            .unwrap_or_else(|| "default /dev entries".into()),
-        Stage::PivotRoot => "root.path (pivot_root)".into(),
-        Stage::Sysctl => linux
-            .sysctl
-            .keys()
-            .nth(i)
-            .map(|k| format!("linux.sysctl.{k}"))
-            .unwrap_or_else(|| "linux.sysctl".into()),
-        Stage::MaskedPath => format!("linux.maskedPaths[{i}]"),
-        Stage::ReadonlyPath => format!("linux.readonlyPaths[{i}]"),
-        Stage::ReadonlyRoot => "root.readonly".into(),
-        Stage::Console => "process.terminal".into(),
-        Stage::OomScoreAdj => "process.oomScoreAdj".into(),
-        Stage::Rlimit => format!("process.rlimits[{i}]"),
-        Stage::NoNewPrivileges => "process.noNewPrivileges".into(),
-        Stage::Seccomp => "linux.seccomp".into(),
-        Stage::Groups => "process.user.additionalGids".into(),
-        Stage::User => "process.user".into(),
-        Stage::Capabilities => "process.capabilities".into(),
-        Stage::Cwd => "process.cwd".into(),
-        Stage::Executable => "process.args".into(),
-        Stage::CreateContainerHook => format!("hooks.createContainer[{i}]"),
-        Stage::StartContainerHook => format!("hooks.startContainer[{i}]"),
-        Stage::Exec => "process".into(),
-        Stage::IoPriority => "process.ioPriority".into(),
-        Stage::Scheduler => "process.scheduler".into(),
-        Stage::Fork => "linux.namespaces (pid)".into(),
-        Stage::Channel => "container init".into(),
-        Stage::Cgroup => "linux.cgroupsPath (joining the cgroup)".into(),
     }
 }
 
@@ -491,16 +435,6 @@ pub fn absolute(p: &Path) -> Result<PathBuf> {
     Ok(cwd.join(p))
 }
 
-/// Moves an fd to a number >= `min` so it cannot collide with --preserve-fds.
-fn move_fd(fd: OwnedFd, min: RawFd) -> Result<OwnedFd> {
-    if fd.as_raw_fd() >= min {
-        return Ok(fd);
-    }
-    let new = fd::dup_cloexec_at_least(fd.as_raw_fd(), min).map_err(|e| Error::sys("dup fd", e))?;
-    // SAFETY: new was just returned by fcntl(F_DUPFD_CLOEXEC) and is owned here.
-    Ok(unsafe { OwnedFd::from_raw_fd(new) })
-}
-
 /// The listening socket `start` connects to, bound through the state
 /// directory's fd so long paths stay under the sun_path limit.
 fn listen_notify(state_dir: &Path, min_fd: RawFd) -> Result<OwnedFd> {
@@ -516,126 +450,7 @@ fn listen_notify(state_dir: &Path, min_fd: RawFd) -> Result<OwnedFd> {
         )
     })?;
     // SAFETY: raw was just returned by socket(2) and is owned here.
-    move_fd(unsafe { OwnedFd::from_raw_fd(raw) }, min_fd)
-}
-
-/// Opens and checks namespace paths, and decides which namespaces come
-/// with the clone and which need setns/unshare (and a second fork).
-fn plan_namespaces(linux: &Linux, min_fd: RawFd, held: &mut Vec<OwnedFd>) -> Result<NsPlan> {
-    let mut plan = NsPlan::default();
-    let mut joins = Vec::new();
-    let mut user_join = None;
-    for (i, n) in linux.namespaces.iter().enumerate() {
-        let Some(path) = &n.path else { continue };
-        let field = format!("linux.namespaces[{i}].path");
-        let file = std::fs::File::open(path)
-            .map_err(|e| Error::invalid(&field, format!("{path}: {e}")))?;
-        let fd = move_fd(OwnedFd::from(file), min_fd)?;
-        check_ns_type(fd.as_raw_fd(), n.typ)
-            .map_err(|m| Error::invalid(&field, format!("{path}: {m}")))?;
-        let j = NsJoin {
-            fd: fd.as_raw_fd(),
-            typ: n.typ,
-            index: i,
-        };
-        held.push(fd);
-        if n.typ == NamespaceType::User {
-            user_join = Some(j);
-        } else {
-            joins.push(j);
-        }
-    }
-    let new = |t: NamespaceType| {
-        linux
-            .namespaces
-            .iter()
-            .any(|n| n.typ == t && n.path.is_none())
-    };
-    let joined_pid = joins.iter().any(|j| j.typ == NamespaceType::Pid);
-    let flags_of = |skip: &[NamespaceType]| -> i64 {
-        linux
-            .namespaces
-            .iter()
-            .filter(|n| n.path.is_none() && !skip.contains(&n.typ))
-            .fold(0i64, |f, n| f | n.typ.clone_flag() as i64)
-    };
-    let late = [NamespaceType::Cgroup, NamespaceType::Time];
-    let fast =
-        user_join.is_none() && !joined_pid && (joins.is_empty() || !new(NamespaceType::User));
-    if fast {
-        plan.clone_flags = flags_of(&late) as u64;
-    } else {
-        let mut skip = late.to_vec();
-        skip.push(NamespaceType::User);
-        plan.unshare_user = new(NamespaceType::User);
-        plan.unshare_flags = flags_of(&skip) as libc::c_int;
-        plan.fork_again = new(NamespaceType::Pid) || joined_pid;
-    }
-    plan.joins = joins;
-    plan.user_join = user_join;
-    plan.become_root = new(NamespaceType::User);
-    plan.unshare_cgroup = new(NamespaceType::Cgroup);
-    plan.unshare_time = new(NamespaceType::Time);
-    if !linux.time_offsets.is_empty() {
-        let mut text = String::new();
-        for (clock, off) in &linux.time_offsets {
-            text.push_str(&format!("{clock} {} {}\n", off.secs, off.nanosecs));
-        }
-        plan.time_offsets = Some(text.into_bytes());
-    }
-    Ok(plan)
-}
-
-/// Checks a namespace file's type with NS_GET_NSTYPE.
-fn check_ns_type(fd: RawFd, want: NamespaceType) -> std::result::Result<(), String> {
-    const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
-    let got = sys::proc::ioctl_int(fd, NS_GET_NSTYPE, 0)
-        .map_err(|e| format!("not a namespace file ({e})"))?;
-    if got == want.clone_flag() {
-        return Ok(());
-    }
-    let name = NamespaceType::ALL
-        .iter()
-        .find(|t| t.clone_flag() == got)
-        .map(|t| t.as_str())
-        .unwrap_or("unknown");
-    Err(format!(
-        "is a {name} namespace, not a {} namespace",
-        want.as_str()
-    ))
-}
-
-/// In a joined user namespace, setgroups may be denied ("deny" in
-/// /proc/<pid>/setgroups); we cannot know which pid, so allow and let the
-/// kernel decide only when mappings exist.
-fn setgroups_allowed_in_joined_userns(_linux: &Linux) -> bool {
-    true
-}
-
-/// Writes uid_map and gid_map for the init's new user namespace.
-fn write_id_maps(pid: i32, linux: Option<&Linux>) -> Result<()> {
-    let Some(linux) = linux else { return Ok(()) };
-    for (file, maps) in [
-        ("uid_map", &linux.uid_mappings),
-        ("gid_map", &linux.gid_mappings),
-    ] {
-        let text: String = maps
-            .iter()
-            .map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size))
-            .collect();
-        let path = format!("/proc/{pid}/{file}");
-        std::fs::write(&path, text).map_err(|e| {
-            Error::invalid(
-                if file == "uid_map" {
-                    "linux.uidMappings"
-                } else {
-                    "linux.gidMappings"
-                },
-                format!("write {path}: {e}"),
-            )
-        })?;
-    }
-    Ok(())
+    crate::process::namespaces::move_fd(unsafe { OwnedFd::from_raw_fd(raw) }, min_fd)
 }
 
 fn write_pid_file(path: &Path, pid: i32) -> Result<()> {

@@ -9,11 +9,12 @@ use crate::container::Container;
 use crate::error::{Error, Result};
 use crate::process::channel::{self, Kind, Stage};
 use crate::process::exec::ExecPlan;
+use crate::process::namespaces::move_fd;
 use crate::process::plan::{NsJoin, ProcessPlan};
 use crate::process::spawn::{self, SpawnEvents};
 use crate::spec::{NamespaceType, Process};
 use crate::state::Status;
-use crate::sys::{self, fd};
+use crate::sys;
 
 /// How to exec a process.
 #[derive(Debug, Default)]
@@ -70,7 +71,7 @@ fn describe_exec_stage(c: &Container, p: &Process, stage: Stage, index: u32) -> 
             "process.args ({:?})",
             p.args.first().cloned().unwrap_or_default()
         ),
-        _ => crate::create::describe_stage(&c.state.config, stage, index),
+        _ => crate::process::describe::describe_stage(&c.state.config, stage, index),
     }
 }
 
@@ -110,7 +111,7 @@ impl Container {
             let path = format!("/proc/{}/ns/{}", self.pid(), n.typ.proc_name());
             let file =
                 std::fs::File::open(&path).map_err(|e| Error::io(format!("open {path}"), e))?;
-            let owned = dup_above(OwnedFd::from(file), min_fd)?;
+            let owned = move_fd(OwnedFd::from(file), min_fd)?;
             joins.push(NsJoin {
                 fd: owned.as_raw_fd(),
                 typ: n.typ,
@@ -120,23 +121,23 @@ impl Container {
         }
         let fork_again = linux.namespaces.iter().any(|n| n.typ == NamespaceType::Pid);
         let console = match (opts.console_fd, &opts.console_socket) {
-            (Some(fd), _) => Some(dup_above(fd, min_fd)?),
+            (Some(fd), _) => Some(move_fd(fd, min_fd)?),
             (None, Some(path)) => {
                 let raw = sys::socket::connect_unix(path.as_os_str().as_bytes()).map_err(|e| {
                     Error::sys(format!("connect to console socket {}", path.display()), e)
                 })?;
                 // SAFETY: raw was just returned by socket(2) and is owned here.
-                Some(dup_above(unsafe { OwnedFd::from_raw_fd(raw) }, min_fd)?)
+                Some(move_fd(unsafe { OwnedFd::from_raw_fd(raw) }, min_fd)?)
             }
             (None, None) => None,
         };
         let (parent_sync, child_sync) = sys::socket::socketpair(libc::SOCK_SEQPACKET)
             .map_err(|e| Error::sys("create sync socket pair", e))?;
         // SAFETY: both fds were just created and are owned here.
-        let parent_sync = dup_above(unsafe { OwnedFd::from_raw_fd(parent_sync) }, min_fd)?;
+        let parent_sync = move_fd(unsafe { OwnedFd::from_raw_fd(parent_sync) }, min_fd)?;
         // SAFETY: as above.
         let child_sync =
-            dup_above(unsafe { OwnedFd::from_raw_fd(child_sync) }, min_fd)?.into_raw_fd();
+            move_fd(unsafe { OwnedFd::from_raw_fd(child_sync) }, min_fd)?.into_raw_fd();
         let join = self.state.cgroup.self_join();
         let cgroup_dir = join
             .v2_dir
@@ -188,15 +189,6 @@ impl Container {
             }
         }
     }
-}
-
-fn dup_above(fd: OwnedFd, min: RawFd) -> Result<OwnedFd> {
-    if fd.as_raw_fd() >= min {
-        return Ok(fd);
-    }
-    let new = fd::dup_cloexec_at_least(fd.as_raw_fd(), min).map_err(|e| Error::sys("dup fd", e))?;
-    // SAFETY: new was just returned by fcntl(F_DUPFD_CLOEXEC) and is owned here.
-    Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
 /// Receives the pty master a container process sends to its console socket.

@@ -6,6 +6,7 @@ mod address;
 mod args;
 mod delete;
 mod io;
+mod lifecycle;
 mod memory;
 mod metrics;
 mod process;

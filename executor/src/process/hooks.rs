@@ -112,6 +112,13 @@ mod tests {
     }
 
     #[test]
+    fn hook_that_ignores_its_stdin_is_not_an_error() {
+        // Larger than a pipe buffer, so the write meets a closed pipe.
+        let state = vec![b' '; 1 << 20];
+        run(&hook("exit 0", Some(5)), &state, "hooks.poststart[0]").unwrap();
+    }
+
+    #[test]
     fn hook_past_its_timeout_is_killed() {
         let start = Instant::now();
         let e = run(&hook("sleep 10", Some(1)), b"", "hooks.prestart[0]").unwrap_err();

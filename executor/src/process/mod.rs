@@ -6,10 +6,12 @@
 //! messages), and `hooks.rs` (OCI hooks run by the runtime).
 
 pub(crate) mod channel;
+pub(crate) mod describe;
 pub(crate) mod exec;
 pub(crate) mod finalize;
 pub(crate) mod hooks;
 pub(crate) mod init;
+pub(crate) mod namespaces;
 pub(crate) mod plan;
 pub(crate) mod spawn;
 

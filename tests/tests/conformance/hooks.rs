@@ -210,7 +210,9 @@ fn failing_poststart(ctx: &Ctx) -> TestResult {
     let marker = bundle.dir.join("second-poststart");
     bundle.spec.hooks = Some(Hooks {
         poststart: vec![
-            sh_hook(&bundle, "exit 1"),
+            // The failing hook drains its stdin first: crun 1.8.1 dies of
+            // SIGPIPE when a hook exits before it has written the state.
+            sh_hook(&bundle, "cat > /dev/null; exit 1"),
             sh_hook(&bundle, &format!("touch {}", marker.display())),
         ],
         ..Default::default()
@@ -244,7 +246,7 @@ fn failing_poststop(ctx: &Ctx) -> TestResult {
     let marker = bundle.dir.join("second-poststop");
     bundle.spec.hooks = Some(Hooks {
         poststop: vec![
-            sh_hook(&bundle, "exit 1"),
+            sh_hook(&bundle, "cat > /dev/null; exit 1"),
             sh_hook(&bundle, &format!("touch {}", marker.display())),
         ],
         ..Default::default()
