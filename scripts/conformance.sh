@@ -29,6 +29,7 @@ done
 
 echo "==> building berth-runc (release)"
 cargo build --release -p berth-executor --bin berth-runc
+bash scripts/link-release.sh
 
 runtimes=${BERTH_CONFORMANCE_RUNTIMES:-berth-runc runc crun}
 failed=()

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "scripts/demo.sh: run as root (containers need namespaces and cgroups)" >&2; exit 1; }
 bash scripts/install-deps.sh --demo >/dev/null
 cargo build --release --quiet -p berth-executor -p berth-tests --bins
+bash scripts/link-release.sh
 bundle=$(mktemp -d /tmp/berth-demo.XXXXXX)
 id="berth-demo-$$"
 cleanup() {

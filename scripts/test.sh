@@ -18,6 +18,7 @@ cargo fmt --all --check
 
 step "building release binaries"
 cargo build --release --workspace --bins
+bash scripts/link-release.sh
 
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
