@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p target/release
-for bin in berth-runc containerd-shim-berth-v2 berth-fixture berth-bench berth-probe; do
+for bin in berth-runc containerd-shim-berth-v2 berth-fixture berth-bench berth-maxrss berth-probe; do
   if [ -x "target/x86_64-unknown-linux-gnu/release/$bin" ]; then
     ln -sfn "../x86_64-unknown-linux-gnu/release/$bin" "target/release/$bin"
   fi

@@ -1,18 +1,50 @@
 //! Timing and memory measurement helpers: spawn a command and collect its
-//! wall time and peak RSS (wait4 rusage), medians and ratios.
+//! wall time, or its peak RSS through the `berth-maxrss` launcher; medians
+//! and ratios.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// One finished command: how long it took, its peak RSS (KiB) and status.
+/// One finished command: how long it took and its status.
 pub struct Run {
     pub elapsed: Duration,
-    pub max_rss_kib: i64,
     pub ok: bool,
     pub stderr: String,
 }
 
-/// Runs `cmd` to completion and reports wall time and ru_maxrss.
+/// Measures peak RSS by running programs under `berth-maxrss` (see
+/// bench/src/bin/berth-maxrss.rs for why wait4 from here would not do).
+pub struct MaxRss {
+    launcher: PathBuf,
+    out: tempfile::TempDir,
+}
+
+impl MaxRss {
+    pub fn new(launcher: PathBuf) -> std::io::Result<MaxRss> {
+        Ok(MaxRss {
+            launcher,
+            out: tempfile::tempdir()?,
+        })
+    }
+
+    /// A command that runs `program` under the launcher.
+    pub fn command(&self, program: &Path) -> Command {
+        let mut c = Command::new(&self.launcher);
+        c.arg(self.out.path().join("maxrss")).arg(program);
+        c
+    }
+
+    /// The peak RSS (KiB) of the last program run through `command`.
+    pub fn last_kib(&self) -> std::io::Result<i64> {
+        let text = std::fs::read_to_string(self.out.path().join("maxrss"))?;
+        text.trim()
+            .parse()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{e}")))
+    }
+}
+
+/// Runs `cmd` to completion and reports its wall time.
 pub fn run(cmd: &mut Command) -> std::io::Result<Run> {
     use std::os::unix::process::ExitStatusExt;
     // stderr goes to a file, not a pipe: a container init inherits it, and
@@ -24,10 +56,8 @@ pub fn run(cmd: &mut Command) -> std::io::Result<Run> {
     let child = cmd.spawn()?;
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
-    // SAFETY: zeroed rusage is a valid out buffer.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: wait4 on our own child with valid out pointers.
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    // SAFETY: waitpid on our own child with a valid out pointer.
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
     let elapsed = start.elapsed();
     if r < 0 {
         return Err(std::io::Error::last_os_error());
@@ -43,7 +73,6 @@ pub fn run(cmd: &mut Command) -> std::io::Result<Run> {
     let st = std::process::ExitStatus::from_raw(status);
     Ok(Run {
         elapsed,
-        max_rss_kib: ru.ru_maxrss,
         ok: st.success(),
         stderr: err,
     })
