@@ -12,6 +12,7 @@ use crate::container::{Container, Runtime};
 use crate::error::{Error, IoContext, Result};
 use crate::process::channel::Stage;
 use crate::process::hooks;
+use crate::process::keyring::KeyringPlan;
 use crate::process::plan::{HookPlan, InitPlan, ProcessPlan};
 use crate::process::spawn::{self, SpawnEvents};
 use crate::rootfs::plan::PlanContext;
@@ -147,12 +148,16 @@ impl Runtime {
             .namespaces
             .iter()
             .any(|n| n.typ == NamespaceType::User);
+        let new_userns = linux
+            .namespaces
+            .iter()
+            .any(|n| n.typ == NamespaceType::User && n.path.is_none());
         let cgroupns = linux
             .namespaces
             .iter()
             .any(|n| n.typ == NamespaceType::Cgroup);
         let hierarchies = cgroup.hierarchies();
-        let rootfs_plan = crate::rootfs::plan::build(
+        let mut rootfs_plan = crate::rootfs::plan::build(
             &spec,
             &rootfs,
             &PlanContext {
@@ -161,8 +166,10 @@ impl Runtime {
                 cgroupns,
                 cgroups: &hierarchies,
                 no_pivot: opts.no_pivot,
+                userns_maps: new_userns.then_some((&linux.uid_mappings, &linux.gid_mappings)),
             },
         )?;
+        crate::rootfs::idmap::prepare(&mut rootfs_plan, min_fd, &mut held)?;
         let mut process_plan = ProcessPlan::build(
             process,
             linux.seccomp.as_ref(),
@@ -174,6 +181,9 @@ impl Runtime {
             .as_ref()
             .and_then(|s| s.listener_path.as_deref());
         process_plan.connect_seccomp_agent(listener_path, min_fd, &mut held)?;
+        if !opts.no_new_keyring {
+            process_plan.keyring = Some(KeyringPlan::for_init(id, in_userns)?);
+        }
         if in_userns
             && linux
                 .namespaces
@@ -326,6 +336,7 @@ impl Runtime {
             config: spec.clone(),
             host_mounts,
             started: false,
+            no_new_keyring: opts.no_new_keyring,
         };
         let mut events = CreateEvents {
             spec: &spec,

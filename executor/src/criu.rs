@@ -413,6 +413,9 @@ impl Runtime {
             cgroup,
             config,
             host_mounts: false,
+            // CRIU does not restore keyrings: the restored process keeps
+            // the restorer's session keyring, as with runc.
+            no_new_keyring: true,
             started: true,
         };
         saved.save(&state_dir)?;

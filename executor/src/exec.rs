@@ -9,6 +9,7 @@ use crate::container::Container;
 use crate::error::{Error, Result};
 use crate::process::channel::{self, Kind, Stage};
 use crate::process::exec::ExecPlan;
+use crate::process::keyring::KeyringPlan;
 use crate::process::namespaces::move_fd;
 use crate::process::plan::{NsJoin, ProcessPlan};
 use crate::process::spawn::{self, SpawnEvents};
@@ -104,6 +105,9 @@ impl Container {
             .as_ref()
             .and_then(|s| s.listener_path.as_deref());
         process.connect_seccomp_agent(listener_path, min_fd, &mut held)?;
+        if !self.state.no_new_keyring {
+            process.keyring = Some(KeyringPlan::for_exec(self.id())?);
+        }
 
         // The init's namespaces: every type the container has (new or joined).
         let mut joins = Vec::new();

@@ -34,6 +34,10 @@ pub struct SavedState {
     /// Set by `start` once the process has been started.
     #[serde(default)]
     pub started: bool,
+    /// Created with --no-new-keyring: exec'd processes keep the caller's
+    /// session keyring instead of joining the container's.
+    #[serde(default)]
+    pub no_new_keyring: bool,
 }
 
 /// The OCI status of a container.

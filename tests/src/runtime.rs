@@ -95,6 +95,7 @@ pub struct CreateOptions {
     pub console_socket: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
     pub no_pivot: bool,
+    pub no_new_keyring: bool,
     pub preserve_fds: usize,
 }
 
@@ -320,6 +321,9 @@ fn create_args(verb: &str, id: &str, bundle: &Path, opts: &CreateOptions) -> Vec
     }
     if opts.no_pivot {
         args.push("--no-pivot".into());
+    }
+    if opts.no_new_keyring {
+        args.push("--no-new-keyring".into());
     }
     if opts.preserve_fds > 0 {
         args.push(format!("--preserve-fds={}", opts.preserve_fds).into());

@@ -93,12 +93,13 @@ pub(crate) enum Stage {
     Scheduler,
     Fork,
     Cgroup,
+    Keyring,
 }
 
 impl Stage {
     pub(crate) fn from_u32(v: u32) -> Stage {
         use Stage::*;
-        const ALL: [Stage; 34] = [
+        const ALL: [Stage; 35] = [
             Channel,
             Namespace,
             UserNamespace,
@@ -133,6 +134,7 @@ impl Stage {
             Scheduler,
             Fork,
             Cgroup,
+            Keyring,
         ];
         ALL.iter()
             .copied()

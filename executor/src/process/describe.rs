@@ -68,5 +68,6 @@ pub(crate) fn describe_stage(spec: &Spec, stage: Stage, index: u32) -> String {
         Stage::Fork => "linux.namespaces (pid)".into(),
         Stage::Channel => "container init".into(),
         Stage::Cgroup => "linux.cgroupsPath (joining the cgroup)".into(),
+        Stage::Keyring => "session keyring (--no-new-keyring skips it)".into(),
     }
 }

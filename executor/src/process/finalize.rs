@@ -20,6 +20,9 @@ fn fail(stage: Stage, index: usize, errno: Errno, what: &'static str) -> Failure
 /// seccomp before capabilities are dropped when no_new_privileges is off,
 /// then groups, uid/gid, capabilities, cwd; finally resolves the program.
 pub(crate) fn prepare(p: &mut ProcessPlan, sync: RawFd) -> Result<(), Failure> {
+    if let Some(k) = &mut p.keyring {
+        k.join()?;
+    }
     if p.seccomp_listener.is_some() {
         fetch_seccomp_state(p, sync)?;
     }
@@ -35,6 +38,9 @@ pub(crate) fn prepare(p: &mut ProcessPlan, sync: RawFd) -> Result<(), Failure> {
         // SAFETY: plain syscall with integer arguments.
         let r = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, prio) };
         sys::cvt_long(r).map_err(|e| fail(Stage::IoPriority, 0, e, "ioprio_set"))?;
+    }
+    if let Some(attr) = &p.scheduler {
+        proc::sched_setattr(attr).map_err(|e| fail(Stage::Scheduler, 0, e, "sched_setattr"))?;
     }
     if p.no_new_privileges {
         proc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1)

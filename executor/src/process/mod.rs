@@ -11,8 +11,10 @@ pub(crate) mod exec;
 pub(crate) mod finalize;
 pub(crate) mod hooks;
 pub(crate) mod init;
+pub(crate) mod keyring;
 pub(crate) mod namespaces;
 pub(crate) mod plan;
+pub(crate) mod sched;
 pub(crate) mod spawn;
 
 use std::ffi::CString;

@@ -80,6 +80,10 @@ pub(crate) struct ProcessPlan {
     pub seccomp: Option<crate::seccomp::Program>,
     /// ioprio_set value.
     pub io_priority: Option<libc::c_int>,
+    pub scheduler: Option<crate::sys::proc::SchedAttr>,
+    /// The session keyring to join (unless --no-new-keyring); set by the
+    /// caller, which knows the container id.
+    pub keyring: Option<super::keyring::KeyringPlan>,
     /// "exec <profile>" for /proc/thread-self/attr/apparmor/exec.
     pub apparmor: Option<Vec<u8>>,
     pub terminal: bool,
@@ -194,11 +198,11 @@ impl ProcessPlan {
                 Some((class << 13) | io.priority)
             }
         };
-        if p.scheduler.is_some() {
-            return Err(Error::Unsupported(format!(
-                "{field}.scheduler is not supported yet"
-            )));
-        }
+        let scheduler = p
+            .scheduler
+            .as_ref()
+            .map(|s| super::sched::plan(s, &format!("{field}.scheduler")))
+            .transpose()?;
         Ok(ProcessPlan {
             args: CStrArray::new(&p.args, 0, &format!("{field}.args"))?,
             env: CStrArray::new(&p.env, 1, &format!("{field}.env"))?,
@@ -229,6 +233,8 @@ impl ProcessPlan {
             oom_score_adj: p.oom_score_adj.map(|v| v.to_string().into_bytes()),
             seccomp: seccomp.map(crate::seccomp::compile).transpose()?,
             io_priority,
+            scheduler,
+            keyring: None,
             apparmor,
             terminal: p.terminal,
             console_size: p

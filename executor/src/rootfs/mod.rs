@@ -3,6 +3,7 @@
 //! (`plan.rs`, in the runtime process), which the container init carries out
 //! (`setup.rs`, between clone and exec, without allocating).
 
+pub(crate) mod idmap;
 pub mod options;
 pub(crate) mod plan;
 pub(crate) mod setup;
@@ -43,6 +44,11 @@ pub(crate) struct MountOp {
     /// If mounting fails with EPERM (sysfs or mqueue in a user namespace
     /// without its own network/ipc namespace), bind this host path instead.
     pub fallback_bind: Option<CString>,
+    /// An id-mapped bind: the mapping it asks for (planning) ...
+    pub idmap: Option<idmap::IdmapRequest>,
+    /// ... and the detached, mapped tree the runtime prepared for it, which
+    /// the init moves into place instead of calling mount(2).
+    pub tree_fd: Option<std::os::fd::RawFd>,
 }
 
 /// A device node (or, in a user namespace, a bind of the host's node).

@@ -22,6 +22,9 @@ pub(crate) struct PlanContext<'a> {
     /// The container's cgroup hierarchies (for `type: cgroup` mounts).
     pub cgroups: &'a [crate::cgroups::Hierarchy],
     pub no_pivot: bool,
+    /// The mappings of the container's new user namespace (idmap mounts
+    /// without their own mappings borrow them).
+    pub userns_maps: super::idmap::UsernsMaps<'a>,
 }
 
 /// Devices every container gets unless the config lists them itself
@@ -166,17 +169,7 @@ fn mount_op(
             }
         }
     }
-    if opts.idmap && !bind {
-        return Err(Error::invalid(
-            format!("{field}.options"),
-            "idmap is only supported on bind mounts",
-        ));
-    }
-    if opts.idmap {
-        return Err(Error::Unsupported(format!(
-            "{field}.options: id-mapped mounts (idmap/ridmap) are not supported yet"
-        )));
-    }
+    let idmap = super::idmap::request(m, opts, bind, ctx.userns_maps, &field)?;
     if opts.tmpcopyup {
         return Err(Error::Unsupported(format!(
             "{field}.options: tmpcopyup is not supported"
@@ -222,6 +215,8 @@ fn mount_op(
             .then_some((opts.attr_set, opts.attr_clear)),
         create,
         fallback_bind,
+        idmap,
+        tree_fd: None,
     })
 }
 
@@ -264,6 +259,8 @@ fn cgroup_ops(
             attrs: None,
             create: Create::Dir,
             fallback_bind: None,
+            idmap: None,
+            tree_fd: None,
         }))
     };
     let rdonly = if ro { libc::MS_RDONLY } else { 0 };

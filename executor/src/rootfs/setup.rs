@@ -90,7 +90,10 @@ fn do_mount(rootfd: RawFd, m: &MountOp) -> Result<(), Failure> {
     let source = m.source.as_ref().map_or(NULL, |s| s.as_ptr());
     let fstype = m.fstype.as_ref().map_or(NULL, |s| s.as_ptr());
     let data = m.data.as_ref().map_or(NULL, |s| s.as_ptr());
-    let mut r = mount::mount(source, target.as_ptr(), fstype, m.flags, data);
+    let mut r = match m.tree_fd {
+        Some(tree) => mount::move_mount_fd(tree, target_fd),
+        None => mount::mount(source, target.as_ptr(), fstype, m.flags, data),
+    };
     let mut remount = m.remount;
     if let (Err(Errno(libc::EPERM)), Some(fb)) = (r, &m.fallback_bind) {
         // sysfs/mqueue cannot be mounted in this user namespace setup; bind

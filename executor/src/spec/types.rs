@@ -218,6 +218,9 @@ pub struct Linux {
     pub personality: Option<Personality>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub time_offsets: BTreeMap<String, TimeOffset>,
+    /// Kept only to refuse it: we do not drive resctrl.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intel_rdt: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]

@@ -34,6 +34,13 @@ pub fn validate(spec: &Spec) -> Result<()> {
     validate_process(process, "process")?;
 
     let linux = spec.linux.clone().unwrap_or_default();
+    if linux.intel_rdt.is_some() {
+        // runc refuses it where resctrl is missing; ignoring a resource
+        // request silently would be worse than refusing it.
+        return Err(Error::Unsupported(
+            "linux.intelRdt: Intel RDT (resctrl) is not supported by berth".into(),
+        ));
+    }
     let ns = validate_namespaces(&linux)?;
     let owns = |t: NamespaceType| {
         linux
@@ -374,6 +381,14 @@ mod tests {
     #[test]
     fn base_is_valid() {
         validate(&base()).unwrap();
+    }
+
+    #[test]
+    fn intel_rdt_is_refused_not_ignored() {
+        let mut s = base();
+        s.linux.as_mut().unwrap().intel_rdt = Some(serde_json::json!({"closID": "x"}));
+        let e = validate(&s).unwrap_err().to_string();
+        assert!(e.contains("linux.intelRdt"), "{e}");
     }
 
     #[test]

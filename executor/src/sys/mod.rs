@@ -4,6 +4,7 @@
 
 pub mod fd;
 pub mod fs;
+pub mod keys;
 pub mod mount;
 pub mod proc;
 pub mod socket;

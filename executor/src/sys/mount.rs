@@ -108,3 +108,37 @@ pub fn mount_setattr(
     })
     .map(drop)
 }
+
+pub const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+
+/// open_tree(2) with OPEN_TREE_CLONE: a detached copy of the mount at
+/// `path` (with its submounts when `recursive`), close-on-exec.
+pub fn open_tree_clone(path: *const libc::c_char, recursive: bool) -> SysResult<libc::c_int> {
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if recursive {
+        flags |= AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: path is a NUL-terminated string owned by the caller.
+    cvt_long(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path, flags) })
+        .map(|fd| fd as libc::c_int)
+}
+
+/// move_mount(2) of the detached tree `from_fd` onto the directory or file
+/// open as `target_fd` (an O_PATH fd is enough).
+pub fn move_mount_fd(from_fd: libc::c_int, target_fd: libc::c_int) -> SysResult<()> {
+    // SAFETY: "" is NUL-terminated; both fds are owned by the caller.
+    cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            from_fd,
+            c"".as_ptr(),
+            target_fd,
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    })
+    .map(drop)
+}

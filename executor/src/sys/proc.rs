@@ -330,3 +330,26 @@ pub fn getppid() -> libc::pid_t {
     // SAFETY: cannot fail.
     unsafe { libc::getppid() }
 }
+
+/// `struct sched_attr` (SCHED_ATTR_SIZE_VER1).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SchedAttr {
+    pub size: u32,
+    pub policy: u32,
+    pub flags: u64,
+    pub nice: i32,
+    pub priority: u32,
+    pub runtime: u64,
+    pub deadline: u64,
+    pub period: u64,
+    pub util_min: u32,
+    pub util_max: u32,
+}
+
+/// sched_setattr(2) for the calling thread.
+pub fn sched_setattr(attr: &SchedAttr) -> SysResult<()> {
+    // SAFETY: attr points to a sched_attr whose size field matches its layout.
+    cvt_long(unsafe { libc::syscall(libc::SYS_sched_setattr, 0, attr as *const SchedAttr, 0) })
+        .map(drop)
+}

@@ -134,6 +134,8 @@ pub fn report() -> String {
             .collect();
         j.field_strs(key, &lines);
     }
+    session_keyring(&mut j);
+    sched(&mut j);
     // SAFETY: 0xffffffff only queries the persona.
     j.field_num("personality", unsafe { libc::personality(0xffff_ffff) });
     j.key("isatty").begin_array();
@@ -169,4 +171,47 @@ fn uname(j: &mut Json) {
     };
     j.field_str("hostname", &text(&u.nodename));
     j.field_str("domainname", &text(&u.domainname));
+}
+
+/// The name of the session keyring ("" if keyrings are unavailable).
+fn session_keyring(j: &mut Json) {
+    const KEYCTL_DESCRIBE: libc::c_long = 6;
+    const KEY_SPEC_SESSION_KEYRING: libc::c_long = -3;
+    let mut buf = [0u8; 512];
+    // SAFETY: buf is valid for its length.
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_DESCRIBE,
+            KEY_SPEC_SESSION_KEYRING,
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    };
+    let desc = if n > 0 && (n as usize) <= buf.len() {
+        String::from_utf8_lossy(&buf[..n as usize - 1]).into_owned()
+    } else {
+        String::new()
+    };
+    // "type;uid;gid;perm;name": the name may itself contain ';'.
+    let name = desc.splitn(5, ';').nth(4).unwrap_or("").to_string();
+    j.field_str("session_keyring", &name);
+}
+
+/// Scheduling policy (with SCHED_RESET_ON_FORK as 0x40000000), nice value
+/// and real-time priority.
+fn sched(j: &mut Json) {
+    // SAFETY: queries of the calling process.
+    let policy = unsafe { libc::sched_getscheduler(0) };
+    // SAFETY: as above; getpriority can return -1 legitimately, fine here.
+    let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    let mut param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: param is a valid out buffer.
+    unsafe { libc::sched_getparam(0, &mut param) };
+    j.key("sched")
+        .begin_object()
+        .field_num("policy", policy)
+        .field_num("nice", nice)
+        .field_num("priority", param.sched_priority)
+        .end_object();
 }

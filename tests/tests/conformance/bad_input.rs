@@ -33,6 +33,16 @@ pub fn cases() -> Vec<Case> {
             invalid_seccomp_operator,
         ),
         Case::new("bad_input::unknown_rlimit", unknown_rlimit),
+        Case::new("bad_input::unknown_scheduler_policy", unknown_sched_policy).skip(&[
+            (
+                Kind::Runc,
+                "runc 1.1.5 ignores process.scheduler (runtime-spec 1.2) and runs the container",
+            ),
+            (
+                Kind::Crun,
+                "crun 1.8.1 ignores process.scheduler (runtime-spec 1.2) and runs the container",
+            ),
+        ]),
         Case::new(
             "bad_input::relative_mount_destination",
             relative_destination,
@@ -63,6 +73,10 @@ pub fn cases() -> Vec<Case> {
         Case::new("bad_input::cgroups_path_with_dotdot", cgroups_dotdot).skip(&[(
             Kind::Runc,
             "runc 1.1.5 cleans \"..\" lexically against each hierarchy root and creates the cgroup",
+        )]),
+        Case::new("bad_input::idmap_without_any_mapping", idmap_unmapped).skip(&[(
+            Kind::Runc,
+            "runc 1.1.5 ignores idmap (runtime-spec 1.2) and runs the container",
         )]),
         Case::new("bad_input::prestart_hook_times_out", prestart_timeout),
         Case::new("bad_input::create_runtime_hook_fails", create_runtime_fails),
@@ -174,6 +188,29 @@ fn unknown_rlimit(ctx: &Ctx) -> TestResult {
             serde_json::json!([{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}])
     };
     refused(ctx, &bundle, edit, "RLIMIT_BOGUS")?;
+    Ok(())
+}
+
+fn unknown_sched_policy(ctx: &Ctx) -> TestResult {
+    let bundle = ctx.bundle()?;
+    let edit =
+        |v: &mut Value| v["process"]["scheduler"] = serde_json::json!({"policy": "SCHED_TURBO"});
+    refused(ctx, &bundle, edit, "process.scheduler.policy")?;
+    Ok(())
+}
+
+/// idmap with no mappings on the mount and no user namespace to borrow
+/// them from: the spec says this MUST be an error.
+fn idmap_unmapped(ctx: &Ctx) -> TestResult {
+    let mut bundle = ctx.bundle()?;
+    let src = bundle.dir.join("idsrc");
+    fs::create_dir_all(&src)?;
+    bundle
+        .spec
+        .mounts
+        .push(crate::support::bind("/data", &src, &["bind", "idmap"]));
+    let field = format!("mounts[{}].options", bundle.spec.mounts.len() - 1);
+    refused(ctx, &bundle, no_edit, &field)?;
     Ok(())
 }
 

@@ -27,7 +27,7 @@ pub fn cases() -> Vec<Case> {
 }
 
 /// A started container running `berth-probe sleep 60`, for exec tests.
-fn running(ctx: &Ctx) -> Result<(Bundle, String), Failed> {
+pub(crate) fn running(ctx: &Ctx) -> Result<(Bundle, String), Failed> {
     let mut bundle = ctx.bundle()?;
     bundle.set_args(&["/berth-probe", "sleep", "60"]);
     bundle.process().env.push("FROM_CONFIG=1".into());
@@ -46,7 +46,10 @@ fn running(ctx: &Ctx) -> Result<(Bundle, String), Failed> {
 }
 
 /// Runs `f` against a running container, then deletes it and checks leaks.
-fn with_running(ctx: &Ctx, f: impl FnOnce(&Bundle, &str, i32) -> TestResult) -> TestResult {
+pub(crate) fn with_running(
+    ctx: &Ctx,
+    f: impl FnOnce(&Bundle, &str, i32) -> TestResult,
+) -> TestResult {
     let (bundle, id) = running(ctx)?;
     let before = ctx.snapshot(&bundle, &id);
     let result = ctx.pid(&id).and_then(|pid| f(&bundle, &id, pid));

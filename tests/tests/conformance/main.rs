@@ -12,6 +12,8 @@ mod cli;
 mod devices;
 mod exec;
 mod hooks;
+mod idmap;
+mod keyring;
 mod lifecycle;
 mod mounts;
 mod namespaces;
@@ -76,6 +78,8 @@ fn main() -> std::process::ExitCode {
         seccomp::cases(),
         cgroups::cases(),
         hooks::cases(),
+        idmap::cases(),
+        keyring::cases(),
         exec::cases(),
         cli::cases(),
         bad_input::cases(),

@@ -58,7 +58,7 @@ fn host_tmpfs(dir: &Path, name: &str, flags: libc::c_ulong) -> Result<(), Failed
 
 /// A host directory `<bundle>/<name>` holding a file `top` and a tmpfs
 /// submount `sub` holding a file `inner`.
-fn nested_source(bundle: &Bundle, name: &str) -> Result<std::path::PathBuf, Failed> {
+pub(crate) fn nested_source(bundle: &Bundle, name: &str) -> Result<std::path::PathBuf, Failed> {
     let src = bundle.dir.join(name);
     fs::create_dir_all(&src)?;
     fs::write(src.join("top"), b"x")?;

@@ -7,7 +7,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
-use berth_executor::spec::{Capabilities, ConsoleSize, Rlimit, User};
+use berth_executor::spec::{Capabilities, ConsoleSize, Rlimit, Scheduler, User};
 use berth_tests::console::{self, ConsoleSocket};
 use berth_tests::leaks;
 use berth_tests::runtime::{CreateOptions, Io, Kind};
@@ -26,6 +26,16 @@ pub fn cases() -> Vec<Case> {
         Case::new("process::unknown_capability_is_skipped", unknown_capability),
         Case::new("process::no_new_privileges", no_new_privileges),
         Case::new("process::oom_score_adj", oom_score_adj),
+        Case::new("process::scheduler_policy_nice_and_flags", scheduler).skip(&[
+            (
+                Kind::Runc,
+                "runc 1.1.5 ignores process.scheduler (runtime-spec 1.2; runc 1.2 and later set it)",
+            ),
+            (
+                Kind::Crun,
+                "crun 1.8.1 ignores process.scheduler (runtime-spec 1.2)",
+            ),
+        ]),
         Case::new("process::hostname", hostname),
         Case::new("process::domainname", domainname).skip(&[(
             Kind::Runc,
@@ -284,6 +294,25 @@ fn no_new_privileges(ctx: &Ctx) -> TestResult {
             report["no_new_privs"]
         );
     }
+    Ok(())
+}
+
+fn scheduler(ctx: &Ctx) -> TestResult {
+    const SCHED_BATCH: i64 = 3;
+    const SCHED_RESET_ON_FORK: i64 = 0x4000_0000;
+    let mut bundle = ctx.bundle()?;
+    bundle.process().scheduler = Some(Scheduler {
+        policy: "SCHED_BATCH".into(),
+        nice: 5,
+        flags: strings(&["SCHED_FLAG_RESET_ON_FORK"]),
+        ..Default::default()
+    });
+    let report = ctx.report(&mut bundle)?;
+    let sched = &report["sched"];
+    ensure!(
+        sched["policy"] == SCHED_BATCH | SCHED_RESET_ON_FORK && sched["nice"] == 5,
+        "expected SCHED_BATCH|SCHED_RESET_ON_FORK with nice 5, the process has {sched}"
+    );
     Ok(())
 }
 

@@ -54,7 +54,7 @@ pub struct CreateArgs {
     /// Use MS_MOVE and chroot instead of pivot_root
     #[arg(long)]
     pub no_pivot: bool,
-    /// Accepted for compatibility (no session keyring is created)
+    /// Keep the caller's session keyring instead of a new one per container
     #[arg(long)]
     pub no_new_keyring: bool,
     /// Pass this many extra fds (from 3) to the container process
