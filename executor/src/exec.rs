@@ -195,6 +195,15 @@ impl Container {
     }
 }
 
+/// A connected socket pair standing in for a console socket, for callers
+/// that take the pty master in-process: pass the first end as
+/// `console_fd`, then `receive_fd` on the second.
+pub fn console_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let (a, b) = sys::socket::socketpair(libc::SOCK_STREAM).map_err(std::io::Error::from)?;
+    // SAFETY: both fds were just created by socketpair and are owned here.
+    Ok(unsafe { (OwnedFd::from_raw_fd(a), OwnedFd::from_raw_fd(b)) })
+}
+
 /// Receives the pty master a container process sends to its console socket.
 pub fn receive_fd(sock: RawFd) -> std::io::Result<OwnedFd> {
     let mut buf = [0u8; 256];

@@ -148,17 +148,20 @@ impl Containerd {
         cmd
     }
 
-    /// Runs ctr and returns stdout, panicking with its output on failure.
-    pub fn ctr_ok(&self, ns: &str, args: &[&str]) -> String {
+    /// Runs ctr and returns its stdout; a failure is an error carrying
+    /// ctr's output (a test failure, not a panic, so cleanup still runs).
+    pub fn ctr_ok(&self, ns: &str, args: &[&str]) -> Result<String, String> {
         let out = self.ctr(ns, args);
-        assert!(
-            out.status.success(),
-            "ctr {args:?} failed ({}):\nstdout: {}\nstderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        if out.status.success() {
+            Ok(stdout(&out))
+        } else {
+            Err(format!(
+                "ctr {args:?} failed ({}): {}{}",
+                out.status,
+                stdout(&out),
+                stderr(&out)
+            ))
+        }
     }
 
     /// Imports the busybox test image into `ns` as `berth-test:latest`.
@@ -166,7 +169,9 @@ impl Containerd {
         let image = berth_tests::image::TestImage::ensure().expect("build the test image");
         let tar = image.layout_tar.display().to_string();
         // The layout names the image (org.opencontainers.image.ref.name).
-        self.ctr_ok(ns, &["images", "import", &tar]);
+        if let Err(e) = self.ctr_ok(ns, &["images", "import", &tar]) {
+            panic!("import the test image: {e}");
+        }
         IMAGE.to_string()
     }
 
@@ -328,6 +333,16 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
             return false;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `Err(msg())` unless `cond`: an assertion that fails a test without
+/// panicking.
+pub fn check(cond: bool, msg: impl FnOnce() -> String) -> Result<(), String> {
+    if cond {
+        Ok(())
+    } else {
+        Err(msg())
     }
 }
 

@@ -56,30 +56,6 @@ fn main() {
     conclusion.exit();
 }
 
-/// Runs ctr; a failure is a test failure (not a panic), so cleanup still runs.
-fn ok(ctd: &Containerd, ns: &str, args: &[&str]) -> Result<String, Failed> {
-    let out = ctd.ctr(ns, args);
-    if out.status.success() {
-        Ok(stdout(&out))
-    } else {
-        Err(format!(
-            "ctr {args:?} failed ({}): {}{}",
-            out.status,
-            stdout(&out),
-            stderr(&out)
-        )
-        .into())
-    }
-}
-
-fn check(cond: bool, msg: impl FnOnce() -> String) -> Result<(), Failed> {
-    if cond {
-        Ok(())
-    } else {
-        Err(msg().into())
-    }
-}
-
 fn assert_clean(ctx: &Ctx, ns: &str, id: &str) -> Result<(), Failed> {
     let ok = wait_until(Duration::from_secs(5), || {
         leftovers(ns, id, &ctx.ctd).is_empty()
@@ -87,6 +63,7 @@ fn assert_clean(ctx: &Ctx, ns: &str, id: &str) -> Result<(), Failed> {
     check(ok, || {
         format!("left behind: {:?}", leftovers(ns, id, &ctx.ctd))
     })
+    .map_err(Failed::from)
 }
 
 fn task_status(ctx: &Ctx, ns: &str, id: &str) -> String {
@@ -136,8 +113,7 @@ fn run_output_and_exit_code(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed>
 fn exec_pause_resume_kill(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
     let image = ctx.ctd.import_test_image(ns);
     let id = "d1";
-    ok(
-        &ctx.ctd,
+    ctx.ctd.ctr_ok(
         ns,
         &[
             "run",
@@ -174,9 +150,9 @@ fn exec_pause_resume_kill(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
         check(stdout(&out).contains("in-exec"), || {
             format!("exec stdout {:?}", stdout(&out))
         })?;
-        let ps = ok(&ctx.ctd, ns, &["task", "ps", id])?;
+        let ps = ctx.ctd.ctr_ok(ns, &["task", "ps", id])?;
         check(ps.lines().count() >= 2, || format!("task ps: {ps}"))?;
-        ok(&ctx.ctd, ns, &["task", "pause", id])?;
+        ctx.ctd.ctr_ok(ns, &["task", "pause", id])?;
         check(task_status(ctx, ns, id) == "PAUSED", || {
             "task is not PAUSED".into()
         })?;
@@ -187,7 +163,7 @@ fn exec_pause_resume_kill(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
         check(before == after, || {
             format!("counter moved while paused: {before:?} -> {after:?}")
         })?;
-        ok(&ctx.ctd, ns, &["task", "resume", id])?;
+        ctx.ctd.ctr_ok(ns, &["task", "resume", id])?;
         check(task_status(ctx, ns, id) == "RUNNING", || {
             "task is not RUNNING after resume".into()
         })?;
@@ -195,7 +171,7 @@ fn exec_pause_resume_kill(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
             std::fs::read_to_string(count()).unwrap_or_default() != after
         });
         check(moved, || "counter did not move after resume".into())?;
-        ok(&ctx.ctd, ns, &["task", "kill", "-s", "9", id])?;
+        ctx.ctd.ctr_ok(ns, &["task", "kill", "-s", "9", id])?;
         let stopped = wait_until(Duration::from_secs(5), || {
             task_status(ctx, ns, id) == "STOPPED"
         });
@@ -215,8 +191,7 @@ fn exec_pause_resume_kill(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
 
 fn checkpoint_restore(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
     let image = ctx.ctd.import_test_image(ns);
-    ok(
-        &ctx.ctd,
+    ctx.ctd.ctr_ok(
         ns,
         &[
             "run",
@@ -247,15 +222,14 @@ fn checkpoint_restore(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
     };
     let result = (|| {
         wait_until(Duration::from_secs(3), || read_count("c1") > 3);
-        ok(
-            &ctx.ctd,
+        ctx.ctd.ctr_ok(
             ns,
             &["c", "checkpoint", "--task", "--image", "--rw", "c1", "cp:1"],
         )?;
         let at_checkpoint = read_count("c1");
         remove(ctx, ns, "c1");
         ctx.ctd
-            .ctr_ok(ns, &["c", "restore", "--live", "--rw", "c2", "cp:1"]);
+            .ctr_ok(ns, &["c", "restore", "--live", "--rw", "c2", "cp:1"])?;
         check(task_status(ctx, ns, "c2") == "RUNNING", || {
             "restored task not RUNNING".into()
         })?;

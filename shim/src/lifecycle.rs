@@ -2,7 +2,7 @@
 //! exec'd): create (or prepare a restore), start, exec, delete, kill,
 //! checkpoint and state. Refusals and events follow containerd's runc shim.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use berth_executor::criu::{CheckpointOptions, CriuOptions, RestoreOptions};
@@ -25,21 +25,7 @@ use crate::service::{io_status, status, Service};
 /// A socket pair standing in for a console socket: the container sends
 /// the pty master on `theirs`, the shim receives it on `ours`.
 fn console_pair() -> Result<(OwnedFd, OwnedFd), Status> {
-    let mut fds = [0; 2];
-    // SAFETY: fds points to two writable ints.
-    if unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    } != 0
-    {
-        return Err(io_status(std::io::Error::last_os_error()));
-    }
-    // SAFETY: both fds were just created and are owned here.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    berth_executor::exec::console_pair().map_err(io_status)
 }
 
 fn receive_master(ours: &OwnedFd) -> Result<OwnedFd, Status> {

@@ -54,12 +54,37 @@ impl Kind {
     }
 }
 
-/// The step of set-up a child error happened in; with `index` it tells the
-/// parent which config field to name in the error message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u32)]
-pub(crate) enum Stage {
-    Channel = 1,
+/// Declares `Stage` (numbered from 1 in order) and its decoder from one list.
+macro_rules! stages {
+    ($($name:ident),+ $(,)?) => {
+        /// The step of set-up a child error happened in; with `index` it
+        /// tells the parent which config field to name in the error message.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[repr(u32)]
+        pub(crate) enum Stage {
+            $($name),+
+        }
+
+        impl Stage {
+            const ALL: &'static [Stage] = &[$(Stage::$name),+];
+
+            /// Decodes a stage number; unknown numbers read as `Channel`.
+            pub(crate) fn from_u32(v: u32) -> Stage {
+                v.checked_sub(1)
+                    .and_then(|i| Self::ALL.get(i as usize).copied())
+                    .unwrap_or(Stage::Channel)
+            }
+
+            /// The wire number (1-based, so 0 means "no stage").
+            pub(crate) fn number(self) -> u32 {
+                self as u32 + 1
+            }
+        }
+    };
+}
+
+stages!(
+    Channel,
     Namespace,
     UserNamespace,
     CgroupNamespace,
@@ -94,54 +119,7 @@ pub(crate) enum Stage {
     Fork,
     Cgroup,
     Keyring,
-}
-
-impl Stage {
-    pub(crate) fn from_u32(v: u32) -> Stage {
-        use Stage::*;
-        const ALL: [Stage; 35] = [
-            Channel,
-            Namespace,
-            UserNamespace,
-            CgroupNamespace,
-            TimeNamespace,
-            Hostname,
-            Domainname,
-            Personality,
-            Propagation,
-            Mount,
-            Device,
-            Symlink,
-            PivotRoot,
-            Sysctl,
-            MaskedPath,
-            ReadonlyPath,
-            ReadonlyRoot,
-            Console,
-            OomScoreAdj,
-            Rlimit,
-            NoNewPrivileges,
-            Seccomp,
-            Groups,
-            User,
-            Capabilities,
-            Cwd,
-            Executable,
-            CreateContainerHook,
-            StartContainerHook,
-            Exec,
-            IoPriority,
-            Scheduler,
-            Fork,
-            Cgroup,
-            Keyring,
-        ];
-        ALL.iter()
-            .copied()
-            .find(|s| *s as u32 == v)
-            .unwrap_or(Channel)
-    }
-}
+);
 
 /// A decoded message.
 #[derive(Clone, Copy)]
@@ -184,7 +162,7 @@ impl Msg {
         detail: &[u8],
     ) -> Msg {
         let mut m = Msg::new(Kind::Error);
-        m.stage = stage as u32;
+        m.stage = stage.number();
         m.index = index as u32;
         m.errno = errno.0;
         m.push_text(what.as_bytes());

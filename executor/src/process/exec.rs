@@ -11,7 +11,7 @@ use super::plan::{NsJoin, ProcessPlan};
 use super::{finalize, Failure};
 use crate::error::Errno;
 use crate::spec::NamespaceType;
-use crate::sys::{fd, proc, socket};
+use crate::sys::{fd, proc};
 
 /// Everything the exec'd process needs.
 pub(crate) struct ExecPlan {
@@ -74,18 +74,7 @@ fn run_steps(plan: &mut ExecPlan) -> Result<Infallible, Failure> {
         fd::close(j.fd);
     }
     if plan.fork_again {
-        // SAFETY: single-threaded; the child continues with async-signal-safe steps.
-        match unsafe { proc::fork_with(libc::CLONE_PARENT as u64, None) } {
-            Ok(proc::Forked::Child) => {
-                proc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
-                    .map_err(channel_fail)?;
-            }
-            Ok(proc::Forked::Parent { pid, .. }) => {
-                let _ = channel::send(sync, &Msg::with_value(Kind::Pid, pid as i64));
-                proc::exit(0);
-            }
-            Err(e) => return Err(fail(Stage::Fork, 0, e, "fork into the pid namespace")),
-        }
+        super::fork_into_pid_namespace(sync)?;
     }
     if plan.process.terminal {
         let console = plan
@@ -100,39 +89,8 @@ fn run_steps(plan: &mut ExecPlan) -> Result<Infallible, Failure> {
     Err(finalize::exec(&plan.process))
 }
 
-/// A pty from the container's devpts; the master goes to the console socket.
+/// The exec'd process's terminal (no /dev/console for it).
 fn setup_pty(console: RawFd, size: Option<(u16, u16)>) -> Result<(), Failure> {
-    let f = |e, what| fail(Stage::Console, 0, e, what);
-    let master = crate::sys::fs::open(c"/dev/ptmx", libc::O_RDWR | libc::O_NOCTTY, 0)
-        .map_err(|e| f(e, "open /dev/ptmx"))?;
-    let mut unlock: libc::c_int = 0;
-    proc::ioctl_ptr(master, libc::TIOCSPTLCK, &mut unlock).map_err(|e| f(e, "unlock pty"))?;
-    const TIOCGPTPEER: libc::c_ulong = 0x5441;
-    let slave = proc::ioctl_int(
-        master,
-        TIOCGPTPEER,
-        (libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) as libc::c_ulong,
-    )
-    .map_err(|e| f(e, "open pty peer"))?;
-    if let Some((rows, cols)) = size {
-        let mut ws = libc::winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        proc::ioctl_ptr(master, libc::TIOCSWINSZ, &mut ws).map_err(|e| f(e, "set window size"))?;
-    }
-    socket::send_fd(console, b"/dev/ptmx", master)
-        .map_err(|e| f(e, "send pty master to console socket"))?;
-    fd::close(master);
-    fd::close(console);
-    proc::ioctl_int(slave, libc::TIOCSCTTY, 0).map_err(|e| f(e, "set controlling terminal"))?;
-    for target in 0..3 {
-        fd::dup2(slave, target).map_err(|e| f(e, "dup2 pty slave"))?;
-    }
-    if slave > 2 {
-        fd::close(slave);
-    }
-    Ok(())
+    let (master, slave) = super::pty::open(size, None)?;
+    super::pty::hand_over(console, master, slave)
 }

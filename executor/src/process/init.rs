@@ -243,20 +243,7 @@ fn enter_namespaces(plan: &InitPlan) -> Result<(), Failure> {
         }
     }
     if ns.fork_again {
-        // SAFETY: this process is single-threaded; the child continues with
-        // the same async-signal-safe steps.
-        match unsafe { proc::fork_with(libc::CLONE_PARENT as u64, None) } {
-            Ok(proc::Forked::Child) => {
-                // The death signal does not survive fork.
-                proc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
-                    .map_err(channel_fail)?;
-            }
-            Ok(proc::Forked::Parent { pid, .. }) => {
-                let _ = channel::send(sync, &Msg::with_value(Kind::Pid, pid as i64));
-                proc::exit(0);
-            }
-            Err(e) => return Err(fail(Stage::Fork, 0, e, "fork into the pid namespace")),
-        }
+        super::fork_into_pid_namespace(sync)?;
     }
     Ok(())
 }
@@ -323,35 +310,12 @@ fn run_hook(h: &HookPlan, state: &[u8]) -> Result<libc::c_int, (Errno, &'static 
     }
 }
 
-/// Creates the container's terminal: a pty from the container's devpts,
-/// the master sent to the console socket, the slave as stdio, controlling
-/// terminal and /dev/console.
+/// The init's terminal; /dev/console is the slave, bind-mounted (as runc
+/// does).
 fn setup_console(console: RawFd, size: Option<(u16, u16)>) -> Result<(), Failure> {
     let f = |e, what| fail(Stage::Console, 0, e, what);
-    let master = fs::open(c"/dev/ptmx", libc::O_RDWR | libc::O_NOCTTY, 0)
-        .map_err(|e| f(e, "open /dev/ptmx"))?;
-    let mut unlock: libc::c_int = 0;
-    proc::ioctl_ptr(master, libc::TIOCSPTLCK, &mut unlock).map_err(|e| f(e, "unlock pty"))?;
-    let mut n: libc::c_uint = 0;
-    proc::ioctl_ptr(master, libc::TIOCGPTN, &mut n).map_err(|e| f(e, "get pty number"))?;
     let mut slave_path = sys::PathBuf::new();
-    let mut digits = [0u8; 20];
-    slave_path
-        .push(b"/dev/pts/")
-        .and_then(|_| slave_path.push(sys::fmt_u64(n as u64, &mut digits)))
-        .map_err(|e| f(e, "pty path"))?;
-    let slave = fs::open_ptr(slave_path.as_ptr(), libc::O_RDWR | libc::O_NOCTTY, 0)
-        .map_err(|e| f(e, "open pty slave"))?;
-    if let Some((rows, cols)) = size {
-        let mut ws = libc::winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        proc::ioctl_ptr(master, libc::TIOCSWINSZ, &mut ws).map_err(|e| f(e, "set window size"))?;
-    }
-    // /dev/console is the slave, bind-mounted (as runc does).
+    let (master, slave) = super::pty::open(size, Some(&mut slave_path))?;
     match fs::open(
         c"/dev/console",
         libc::O_CREAT | libc::O_WRONLY | libc::O_NOFOLLOW,
@@ -368,16 +332,5 @@ fn setup_console(console: RawFd, size: Option<(u16, u16)>) -> Result<(), Failure
         std::ptr::null(),
     )
     .map_err(|e| f(e, "bind mount /dev/console"))?;
-    socket::send_fd(console, b"/dev/ptmx", master)
-        .map_err(|e| f(e, "send pty master to console socket"))?;
-    fd::close(master);
-    fd::close(console);
-    proc::ioctl_int(slave, libc::TIOCSCTTY, 0).map_err(|e| f(e, "set controlling terminal"))?;
-    for target in 0..3 {
-        fd::dup2(slave, target).map_err(|e| f(e, "dup2 pty slave"))?;
-    }
-    if slave > 2 {
-        fd::close(slave);
-    }
-    Ok(())
+    super::pty::hand_over(console, master, slave)
 }

@@ -3,7 +3,9 @@
 //! runtime's side of creating the init), `init.rs` (the container init, from
 //! clone to exec), `exec.rs` (joining a running container), `finalize.rs`
 //! (the last steps before exec, shared by both), `channel.rs` (their
-//! messages), and `hooks.rs` (OCI hooks run by the runtime).
+//! messages), `hooks.rs` (OCI hooks run by the runtime), and the pieces
+//! both kinds of process use: `namespaces.rs`, `pty.rs`, `keyring.rs`,
+//! `sched.rs`, and `describe.rs` (the config field behind a failure).
 
 pub(crate) mod channel;
 pub(crate) mod describe;
@@ -14,6 +16,7 @@ pub(crate) mod init;
 pub(crate) mod keyring;
 pub(crate) mod namespaces;
 pub(crate) mod plan;
+pub(crate) mod pty;
 pub(crate) mod sched;
 pub(crate) mod spawn;
 
@@ -26,6 +29,33 @@ use channel::{Msg, Stage};
 /// The v1 `tasks` files a child writes "0" to, to join its cgroup itself
 /// (see `Cgroup::self_join`), and whether a failure there is only a warning.
 pub(crate) type CgroupTasks = Vec<(CString, bool)>;
+
+/// Child side: forks once more so the process lands in the pid namespace it
+/// created or joined (a pid namespace only applies to children). The
+/// intermediate reports the new pid to the runtime over `sync` and exits.
+pub(crate) fn fork_into_pid_namespace(sync: RawFd) -> Result<(), Failure> {
+    use crate::sys::proc;
+    // SAFETY: the caller is single-threaded; the child continues with the
+    // same async-signal-safe steps.
+    match unsafe { proc::fork_with(libc::CLONE_PARENT as u64, None) } {
+        Ok(proc::Forked::Child) => {
+            // The death signal does not survive fork.
+            proc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
+                .map(drop)
+                .map_err(|e| Failure::new(Stage::Channel, 0, e, "sync with runtime"))
+        }
+        Ok(proc::Forked::Parent { pid, .. }) => {
+            let _ = channel::send(sync, &Msg::with_value(channel::Kind::Pid, pid as i64));
+            proc::exit(0)
+        }
+        Err(e) => Err(Failure::new(
+            Stage::Fork,
+            0,
+            e,
+            "fork into the pid namespace",
+        )),
+    }
+}
 
 /// Child side: moves the calling (single-threaded) process into its cgroup
 /// in every v1 hierarchy.

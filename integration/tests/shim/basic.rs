@@ -161,29 +161,22 @@ pub(crate) fn signals(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
     let ctd = &ctx.ctd;
     ctd.import_test_image(ns);
     // A trap makes SIGTERM end the shell with status 143; pid 1 ignores it otherwise.
-    ok(
+    run_detached(
         ctd,
         ns,
+        rt,
+        &[],
+        "s1",
         &[
-            "run",
-            "-d",
-            "--runtime",
-            rt,
-            IMAGE,
-            "s1",
             "sh",
             "-c",
             "trap 'exit 143' TERM; while true; do sleep 0.05; done",
         ],
     )?;
-    ok(
-        ctd,
-        ns,
-        &["run", "-d", "--runtime", rt, IMAGE, "s2", "sleep", "1000"],
-    )?;
+    run_detached(ctd, ns, rt, &[], "s2", &["sleep", "1000"])?;
     let r = (|| -> Result<(), Failed> {
-        ok(ctd, ns, &["task", "kill", "s1"])?;
-        ok(ctd, ns, &["task", "kill", "-s", "SIGKILL", "s2"])?;
+        ctd.ctr_ok(ns, &["task", "kill", "s1"])?;
+        ctd.ctr_ok(ns, &["task", "kill", "-s", "SIGKILL", "s2"])?;
         for (id, want) in [("s1", 143), ("s2", 137)] {
             let got = exit_status(ctd, ns, id);
             check(got == Some(want), || {

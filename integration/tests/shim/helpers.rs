@@ -6,30 +6,6 @@ use std::time::Duration;
 use berth_integration::*;
 use libtest_mimic::Failed;
 
-/// Runs ctr; a failure is a test failure (not a panic), so cleanup still runs.
-pub(crate) fn ok(ctd: &Containerd, ns: &str, args: &[&str]) -> Result<String, Failed> {
-    let out = ctd.ctr(ns, args);
-    if out.status.success() {
-        Ok(stdout(&out))
-    } else {
-        Err(format!(
-            "ctr {args:?} failed ({}): {}{}",
-            out.status,
-            stdout(&out),
-            stderr(&out)
-        )
-        .into())
-    }
-}
-
-pub(crate) fn check(cond: bool, msg: impl FnOnce() -> String) -> Result<(), Failed> {
-    if cond {
-        Ok(())
-    } else {
-        Err(msg().into())
-    }
-}
-
 pub(crate) fn clean(ctd: &Containerd, ns: &str, id: &str) -> Result<(), Failed> {
     let ok = wait_until(Duration::from_secs(10), || {
         leftovers(ns, id, ctd).is_empty()
@@ -37,6 +13,7 @@ pub(crate) fn clean(ctd: &Containerd, ns: &str, id: &str) -> Result<(), Failed> 
     check(ok, || {
         format!("left behind by {id}: {:?}", leftovers(ns, id, ctd))
     })
+    .map_err(Failed::from)
 }
 
 pub(crate) fn status(ctd: &Containerd, ns: &str, id: &str) -> String {
@@ -93,4 +70,21 @@ pub(crate) fn run_rm(
     args.extend_from_slice(cmd);
     let out = ctd.ctr(ns, &args);
     (out.status.code().unwrap_or(-1), stdout(&out), stderr(&out))
+}
+
+/// `ctr run -d` with the runtime; returns ctr's stdout.
+pub(crate) fn run_detached(
+    ctd: &Containerd,
+    ns: &str,
+    rt: &str,
+    extra: &[&str],
+    id: &str,
+    cmd: &[&str],
+) -> Result<String, Failed> {
+    let mut args = vec!["run", "-d", "--runtime", rt];
+    args.extend_from_slice(extra);
+    args.push(IMAGE);
+    args.push(id);
+    args.extend_from_slice(cmd);
+    Ok(ctd.ctr_ok(ns, &args)?)
 }

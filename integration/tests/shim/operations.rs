@@ -14,21 +14,7 @@ const COUNTER: &str = "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sle
 pub(crate) fn detached_exec_pause_metrics(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
     let ctd = &ctx.ctd;
     ctd.import_test_image(ns);
-    ok(
-        ctd,
-        ns,
-        &[
-            "run",
-            "-d",
-            "--runtime",
-            rt,
-            IMAGE,
-            "d1",
-            "sh",
-            "-c",
-            COUNTER,
-        ],
-    )?;
+    run_detached(ctd, ns, rt, &[], "d1", &["sh", "-c", COUNTER])?;
     let r = (|| {
         check(status(ctd, ns, "d1") == "RUNNING", || "not RUNNING".into())?;
         let out = ctd.ctr(
@@ -50,10 +36,10 @@ pub(crate) fn detached_exec_pause_metrics(ctx: &Ctx, ns: &str, rt: &str) -> Resu
         check(stdout(&out) == "exec-out\n", || {
             format!("exec stdout {:?}", stdout(&out))
         })?;
-        let ps = ok(ctd, ns, &["task", "ps", "d1"])?;
+        let ps = ctd.ctr_ok(ns, &["task", "ps", "d1"])?;
         check(ps.lines().count() >= 2, || format!("ps: {ps}"))?;
         let count = || ctd.task_state_dir(ns).join("d1/rootfs/tmp/count");
-        ok(ctd, ns, &["task", "pause", "d1"])?;
+        ctd.ctr_ok(ns, &["task", "pause", "d1"])?;
         check(status(ctd, ns, "d1") == "PAUSED", || "not PAUSED".into())?;
         let a = std::fs::read_to_string(count()).unwrap_or_default();
         std::thread::sleep(Duration::from_millis(250));
@@ -63,14 +49,14 @@ pub(crate) fn detached_exec_pause_metrics(ctx: &Ctx, ns: &str, rt: &str) -> Resu
         check(!out.status.success(), || {
             "exec into a paused task was allowed".into()
         })?;
-        ok(ctd, ns, &["task", "resume", "d1"])?;
+        ctd.ctr_ok(ns, &["task", "resume", "d1"])?;
         check(
             wait_until(Duration::from_secs(3), || {
                 std::fs::read_to_string(count()).unwrap_or_default() != b
             }),
             || "did not run after resume".into(),
         )?;
-        let metrics = ok(ctd, ns, &["task", "metrics", "d1"])?;
+        let metrics = ctd.ctr_ok(ns, &["task", "metrics", "d1"])?;
         for key in ["memory.usage_in_bytes", "cpuacct.usage", "pids.current"] {
             check(metrics.contains(key), || {
                 format!("metrics lack {key}: {metrics}")
@@ -96,21 +82,13 @@ pub(crate) fn detached_exec_pause_metrics(ctx: &Ctx, ns: &str, rt: &str) -> Resu
 pub(crate) fn memory_limit(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
     let ctd = &ctx.ctd;
     ctd.import_test_image(ns);
-    ok(
+    run_detached(
         ctd,
         ns,
-        &[
-            "run",
-            "-d",
-            "--runtime",
-            rt,
-            "--memory-limit",
-            "33554432",
-            IMAGE,
-            "m1",
-            "sleep",
-            "1000",
-        ],
+        rt,
+        &["--memory-limit", "33554432"],
+        "m1",
+        &["sleep", "1000"],
     )?;
     let file = format!("/sys/fs/cgroup/memory/{ns}/m1/memory.limit_in_bytes");
     let got = std::fs::read_to_string(&file).unwrap_or_default();
@@ -151,14 +129,10 @@ pub(crate) fn lifecycle_events(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Fail
     let ctd = &ctx.ctd;
     ctd.import_test_image(ns);
     let events = EventWatcher::start(ctd);
-    ok(
-        ctd,
-        ns,
-        &["run", "-d", "--runtime", rt, IMAGE, "ev1", "sleep", "1000"],
-    )?;
-    ok(ctd, ns, &["task", "exec", "--exec-id", "x1", "ev1", "true"])?;
-    ok(ctd, ns, &["task", "pause", "ev1"])?;
-    ok(ctd, ns, &["task", "resume", "ev1"])?;
+    run_detached(ctd, ns, rt, &[], "ev1", &["sleep", "1000"])?;
+    ctd.ctr_ok(ns, &["task", "exec", "--exec-id", "x1", "ev1", "true"])?;
+    ctd.ctr_ok(ns, &["task", "pause", "ev1"])?;
+    ctd.ctr_ok(ns, &["task", "resume", "ev1"])?;
     remove(ctd, ns, "ev1");
     check(
         events.wait_for(ns, "/tasks/delete", "ev1", Duration::from_secs(5)),
@@ -190,21 +164,7 @@ pub(crate) fn lifecycle_events(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Fail
 pub(crate) fn checkpoint_restore(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
     let ctd = &ctx.ctd;
     ctd.import_test_image(ns);
-    ok(
-        ctd,
-        ns,
-        &[
-            "run",
-            "-d",
-            "--runtime",
-            rt,
-            IMAGE,
-            "c1",
-            "sh",
-            "-c",
-            COUNTER,
-        ],
-    )?;
+    run_detached(ctd, ns, rt, &[], "c1", &["sh", "-c", COUNTER])?;
     let n = std::sync::atomic::AtomicU32::new(0);
     let read = |id: &str| -> u64 {
         let e = format!("r{}", n.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
@@ -221,8 +181,7 @@ pub(crate) fn checkpoint_restore(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Fa
             wait_until(Duration::from_secs(3), || read("c1") > 5),
             || "counter did not start".into(),
         )?;
-        ok(
-            ctd,
+        ctd.ctr_ok(
             ns,
             &[
                 "c",
@@ -236,11 +195,7 @@ pub(crate) fn checkpoint_restore(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Fa
         )?;
         let at = read("c1");
         remove(ctd, ns, "c1");
-        ok(
-            ctd,
-            ns,
-            &["c", "restore", "--live", "--rw", "c2", "cp-c1:1"],
-        )?;
+        ctd.ctr_ok(ns, &["c", "restore", "--live", "--rw", "c2", "cp-c1:1"])?;
         check(status(ctd, ns, "c2") == "RUNNING", || {
             "restored task not RUNNING".into()
         })?;

@@ -57,11 +57,7 @@ pub(crate) fn twenty_in_parallel(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Fa
 pub(crate) fn killed_shim(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
     let ctd = &ctx.ctd;
     ctd.import_test_image(ns);
-    ok(
-        ctd,
-        ns,
-        &["run", "-d", "--runtime", rt, IMAGE, "k1", "sleep", "1000"],
-    )?;
+    run_detached(ctd, ns, rt, &[], "k1", &["sleep", "1000"])?;
     let pid = shim_pid(ctd, ns, "k1").ok_or("shim pid not found")?;
     // SAFETY: plain kill(2) of the shim.
     unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -71,7 +67,7 @@ pub(crate) fn killed_shim(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
     });
     check(stopped, || format!("task still {}", status(ctd, ns, "k1")))?;
     let _ = ctd.ctr(ns, &["task", "rm", "-f", "k1"]);
-    ok(ctd, ns, &["c", "rm", "k1"])?;
+    ctd.ctr_ok(ns, &["c", "rm", "k1"])?;
     clean(ctd, ns, "k1")
 }
 
@@ -79,25 +75,14 @@ pub(crate) fn containerd_restart(rt: &str) -> Result<(), Failed> {
     let mut ctd = Containerd::start()?;
     let ns = unique_ns("restart");
     ctd.import_test_image(&ns);
-    ok(
+    run_detached(&ctd, &ns, rt, &[], "long", &["sleep", "1000"])?;
+    run_detached(
         &ctd,
         &ns,
-        &["run", "-d", "--runtime", rt, IMAGE, "long", "sleep", "1000"],
-    )?;
-    ok(
-        &ctd,
-        &ns,
-        &[
-            "run",
-            "-d",
-            "--runtime",
-            rt,
-            IMAGE,
-            "short",
-            "sh",
-            "-c",
-            "sleep 1; exit 9",
-        ],
+        rt,
+        &[],
+        "short",
+        &["sh", "-c", "sleep 1; exit 9"],
     )?;
     ctd.kill();
     // "short" exits while containerd is down.
@@ -146,8 +131,7 @@ pub(crate) fn bad_input(ctx: &Ctx) -> Result<(), Failed> {
     let ctd = &ctx.ctd;
     let ns = unique_ns("badinput");
     ctd.import_test_image(&ns);
-    ok(
-        ctd,
+    ctd.ctr_ok(
         &ns,
         &[
             "run",
@@ -233,6 +217,7 @@ pub(crate) fn bad_input(ctx: &Ctx) -> Result<(), Failed> {
         check(out.status.code() == Some(5), || {
             format!("exec after abuse: {}", out.status)
         })
+        .map_err(Failed::from)
     })();
     remove(ctd, &ns, "b1");
     r?;

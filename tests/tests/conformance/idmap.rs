@@ -57,11 +57,27 @@ fn owned_source(bundle: &Bundle, name: &str) -> Result<std::path::PathBuf, Faile
     Ok(src)
 }
 
-fn owners(line: &serde_json::Value) -> (i64, i64) {
-    (
-        line["uid"].as_i64().unwrap_or(-1),
-        line["gid"].as_i64().unwrap_or(-1),
-    )
+/// Runs the probe to stat each path; returns (uid, gid) per path, (-1, -1)
+/// where stat failed.
+fn owners_of(ctx: &Ctx, bundle: &mut Bundle, paths: &[&str]) -> Result<Vec<(i64, i64)>, Failed> {
+    let mut args = Vec::new();
+    for p in paths {
+        if !args.is_empty() {
+            args.push("+");
+        }
+        args.extend(["stat", p]);
+    }
+    let lines = ctx.probe(bundle, &args)?;
+    ensure!(lines.len() == paths.len(), "probe printed {lines:?}");
+    Ok(lines
+        .iter()
+        .map(|l| {
+            (
+                l["uid"].as_i64().unwrap_or(-1),
+                l["gid"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect())
 }
 
 fn own_mapping(ctx: &Ctx) -> TestResult {
@@ -72,30 +88,21 @@ fn own_mapping(ctx: &Ctx) -> TestResult {
     m.gid_mappings = vec![map(0, 2000, 10)];
     bundle.spec.mounts.push(m);
     bundle.spec.mounts.push(bind("/plain", &src, &["bind"]));
-    let lines = ctx.probe(
+    let got = owners_of(
+        ctx,
         &mut bundle,
-        &[
-            "stat",
-            "/data/root",
-            "+",
-            "stat",
-            "/data/five",
-            "+",
-            "stat",
-            "/plain/root",
-        ],
+        &["/data/root", "/data/five", "/plain/root"],
     )?;
-    ensure!(lines.len() == 3, "probe printed {lines:?}");
     ensure!(
-        owners(&lines[0]) == (1000, 2000) && owners(&lines[1]) == (1005, 2005),
+        got[0] == (1000, 2000) && got[1] == (1005, 2005),
         "through the id-mapped mount 0:0 should read 1000:2000 and 5:5 1005:2005, got {:?} and {:?}",
-        owners(&lines[0]),
-        owners(&lines[1])
+        got[0],
+        got[1]
     );
     ensure!(
-        owners(&lines[2]) == (0, 0),
+        got[2] == (0, 0),
         "a plain bind of the same directory must stay unmapped: {:?}",
-        owners(&lines[2])
+        got[2]
     );
     Ok(())
 }
@@ -123,30 +130,21 @@ fn borrowed_mapping(ctx: &Ctx) -> TestResult {
         .mounts
         .push(bind("/data", &src, &["rbind", "idmap"]));
     bundle.spec.mounts.push(bind("/plain", &src, &["rbind"]));
-    let lines = ctx.probe(
+    let got = owners_of(
+        ctx,
         &mut bundle,
-        &[
-            "stat",
-            "/data/root",
-            "+",
-            "stat",
-            "/data/five",
-            "+",
-            "stat",
-            "/plain/root",
-        ],
+        &["/data/root", "/data/five", "/plain/root"],
     )?;
-    ensure!(lines.len() == 3, "probe printed {lines:?}");
     ensure!(
-        owners(&lines[0]) == (0, 0) && owners(&lines[1]) == (5, 5),
+        got[0] == (0, 0) && got[1] == (5, 5),
         "with the container's mapping host 0:0 and 5:5 should read 0:0 and 5:5 inside, got {:?} and {:?}",
-        owners(&lines[0]),
-        owners(&lines[1])
+        got[0],
+        got[1]
     );
     ensure!(
-        owners(&lines[2]) == (65534, 65534),
+        got[2] == (65534, 65534),
         "without idmap, host root files are unmapped (overflow id) in a user namespace: {:?}",
-        owners(&lines[2])
+        got[2]
     );
     Ok(())
 }
@@ -161,24 +159,12 @@ fn recursive(ctx: &Ctx) -> TestResult {
         m.gid_mappings = vec![map(0, 1000, 10)];
         bundle.spec.mounts.push(m);
     }
-    let lines = ctx.probe(
+    let got = owners_of(
+        ctx,
         &mut bundle,
-        &[
-            "stat",
-            "/i/top",
-            "+",
-            "stat",
-            "/i/sub/inner",
-            "+",
-            "stat",
-            "/r/top",
-            "+",
-            "stat",
-            "/r/sub/inner",
-        ],
+        &["/i/top", "/i/sub/inner", "/r/top", "/r/sub/inner"],
     )?;
-    ensure!(lines.len() == 4, "probe printed {lines:?}");
-    let uids: Vec<i64> = lines.iter().map(|l| owners(l).0).collect();
+    let uids: Vec<i64> = got.iter().map(|o| o.0).collect();
     ensure!(
         uids == [1000, 0, 1000, 1000],
         "uids of top and sub/inner through idmap then ridmap: expected [1000, 0, 1000, 1000], got {uids:?}"

@@ -159,24 +159,7 @@ impl Drop for Relay {
 /// A socket pair standing in for --console-socket: one end goes to the
 /// container, the pty master arrives on the other.
 fn console_pair() -> Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: fds points to two writable ints.
-    if unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    } != 0
-    {
-        return Err(Error::io(
-            "create console socket pair",
-            std::io::Error::last_os_error(),
-        ));
-    }
-    // SAFETY: both fds were just created and are owned here.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    berth_executor::exec::console_pair().map_err(|e| Error::io("create console socket pair", e))
 }
 
 fn receive_master(sock: &OwnedFd) -> Result<OwnedFd> {
