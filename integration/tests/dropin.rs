@@ -25,10 +25,14 @@ fn main() {
         ),
         ("runc", "/usr/sbin/runc".to_string()),
     ];
-    let tests: [(&str, Test); 4] = [
+    let tests: [(&str, Test); 5] = [
         (
             "run_prints_output_and_returns_exit_code",
             run_output_and_exit_code,
+        ),
+        (
+            "containerd_default_seccomp_profile_loads_and_blocks",
+            default_seccomp,
         ),
         ("exec_ps_pause_resume_and_sigkill", exec_pause_resume_kill),
         (
@@ -108,6 +112,42 @@ fn run_output_and_exit_code(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed>
         format!("stdout: {:?}", stdout(&out))
     })?;
     assert_clean(ctx, ns, "r1")
+}
+
+/// `ctr run --seccomp`: containerd's default profile is loaded by the
+/// runtime, ordinary work runs and unshare(2), which the profile leaves
+/// out, is refused with EPERM.
+fn default_seccomp(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
+    let image = ctx.ctd.import_test_image(ns);
+    let script = "grep -E '^Seccomp:' /proc/self/status; ls / > /dev/null && echo ls-works; \
+                  unshare -U true 2>&1; echo unshare=$?";
+    let out = ctx.ctd.ctr(
+        ns,
+        &[
+            "run",
+            "--rm",
+            "--seccomp",
+            "--runc-binary",
+            rt,
+            &image,
+            "sc1",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    let text = stdout(&out);
+    check(out.status.success(), || {
+        format!("exit status {} ({})", out.status, stderr(&out))
+    })?;
+    check(
+        text.contains("Seccomp:\t2")
+            && text.contains("ls-works")
+            && text.contains("Operation not permitted")
+            && text.contains("unshare=1"),
+        || format!("output under the default profile: {text:?}"),
+    )?;
+    assert_clean(ctx, ns, "sc1")
 }
 
 fn exec_pause_resume_kill(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {

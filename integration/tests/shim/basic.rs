@@ -29,6 +29,38 @@ pub(crate) fn run_output_env_cwd(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Fa
     clean(&ctx.ctd, ns, "o1")
 }
 
+/// `ctr run --seccomp` (containerd's default profile): the filter is on,
+/// ordinary work runs, and a call the profile leaves out (unshare(2)) is
+/// refused, while the same call succeeds without the profile.
+pub(crate) fn default_seccomp_profile(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
+    ctx.ctd.import_test_image(ns);
+    let script = "grep -E '^Seccomp:' /proc/self/status; \
+                  ls / > /dev/null && echo ls-works; \
+                  if unshare -U true; then echo unshare-allowed; else echo unshare-denied; fi";
+    let (code, out, err) = run_rm(
+        &ctx.ctd,
+        ns,
+        rt,
+        &["--seccomp"],
+        "sc1",
+        &["sh", "-c", script],
+    );
+    check(code == 0, || format!("exit {code}: {err}"))?;
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    check(
+        lines == ["Seccomp:\t2", "ls-works", "unshare-denied"],
+        || format!("with --seccomp: {lines:?} (stderr {err:?})"),
+    )?;
+    clean(&ctx.ctd, ns, "sc1")?;
+    let (code, out, err) = run_rm(&ctx.ctd, ns, rt, &[], "sc2", &["sh", "-c", script]);
+    check(code == 0, || format!("exit {code}: {err}"))?;
+    check(
+        out.contains("Seccomp:\t0") && out.contains("unshare-allowed"),
+        || format!("without --seccomp: {out:?} (stderr {err:?})"),
+    )?;
+    clean(&ctx.ctd, ns, "sc2")
+}
+
 pub(crate) fn namespaces_isolated(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
     ctx.ctd.import_test_image(ns);
     let host_pid_ns = std::fs::read_link("/proc/self/ns/pid")?

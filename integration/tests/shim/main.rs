@@ -33,6 +33,10 @@ fn main() {
     });
     let tests: &[(&str, Test)] = &[
         ("run_output_exit_code_env_cwd", run_output_env_cwd),
+        (
+            "default_seccomp_profile_loads_and_blocks",
+            default_seccomp_profile,
+        ),
         ("namespaces_are_isolated", namespaces_isolated),
         ("piped_stdin_reaches_the_container", piped_stdin),
         ("tty_run_has_a_terminal_of_the_client_size", tty_run),
