@@ -171,6 +171,8 @@ pub fn bench(runs: usize, idle: usize) -> Result<(Samples, Vec<&'static str>), S
             remove(&ctd, ns, id);
         }
     }
+    let _ = ctd.ctr(ns, &["images", "rm", IMAGE]);
+    berth_integration::remove_namespace_cgroups(ns);
     Ok((s, shims.iter().map(|s| s.name).collect()))
 }
 

@@ -319,7 +319,23 @@ pub fn leftovers(ns: &str, id: &str, ctd: &Containerd) -> Vec<String> {
             found.push(format!("runtime state {}", state.display()));
         }
     }
+    let socket = shim_socket(ctd, ns, id);
+    if socket.exists() {
+        found.push(format!("shim socket {}", socket.display()));
+    }
     found
+}
+
+/// The socket a shim for container `id` listens on: containerd 1.6's
+/// scheme, /run/containerd/s/<sha256 of "<address>/<ns>/<id>">.
+pub fn shim_socket(ctd: &Containerd, ns: &str, id: &str) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let key = format!("{}/{ns}/{id}", ctd.address.display());
+    let hex: String = Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Path::new("/run/containerd/s").join(hex)
 }
 
 /// Waits until `f` returns true or `timeout` passes.
@@ -452,12 +468,15 @@ pub fn shim_pid(ctd: &Containerd, ns: &str, id: &str) -> Option<i32> {
 
 /// Removes the (empty) per-namespace parent cgroups containerd's default
 /// cgroup path `/<ns>/<id>` leaves in every hierarchy once a test's
-/// containers are gone.
+/// containers are gone, and the (empty) per-namespace runtime roots.
 pub fn remove_namespace_cgroups(ns: &str) {
-    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return;
-    };
-    for e in entries.flatten() {
-        let _ = std::fs::remove_dir(e.path().join(ns));
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+        for e in entries.flatten() {
+            let _ = std::fs::remove_dir(e.path().join(ns));
+        }
+    }
+    // The per-namespace runtime roots (runc's and ours), once empty.
+    for root in ["/run/containerd/runc", "/run/containerd/berth"] {
+        let _ = std::fs::remove_dir(Path::new(root).join(ns));
     }
 }

@@ -59,6 +59,10 @@ pub(crate) fn killed_shim(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
     ctd.import_test_image(ns);
     run_detached(ctd, ns, rt, &[], "k1", &["sleep", "1000"])?;
     let pid = shim_pid(ctd, ns, "k1").ok_or("shim pid not found")?;
+    let socket = shim_socket(ctd, ns, "k1");
+    check(socket.exists(), || {
+        format!("the shim's socket is not at {}", socket.display())
+    })?;
     // SAFETY: plain kill(2) of the shim.
     unsafe { libc::kill(pid, libc::SIGKILL) };
     // containerd notices the connection close and runs `shim delete`.
@@ -68,6 +72,11 @@ pub(crate) fn killed_shim(ctx: &Ctx, ns: &str, rt: &str) -> Result<(), Failed> {
     check(stopped, || format!("task still {}", status(ctd, ns, "k1")))?;
     let _ = ctd.ctr(ns, &["task", "rm", "-f", "k1"]);
     ctd.ctr_ok(ns, &["c", "rm", "k1"])?;
+    if rt == "io.containerd.runc.v2" {
+        // The stock runc shim leaves its socket behind after SIGKILL; ours
+        // is removed by `delete`, which `clean` checks.
+        let _ = std::fs::remove_file(shim_socket(ctd, ns, "k1"));
+    }
     clean(ctd, ns, "k1")
 }
 
