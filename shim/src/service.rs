@@ -15,7 +15,7 @@ use berth_ttrpc_api::{encode_reply, Code, Publisher, Status};
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
-use crate::process::{timestamp, Ctr, Exit, ProcState};
+use crate::process::{timestamp, Ctr, Exit, Proc, ProcState};
 
 /// What a registered fd (other than connections) belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,11 +258,7 @@ impl Service {
             container: container.to_string(),
             exec_id: exec_id.to_string(),
         };
-        if let Some(p) = self
-            .containers
-            .get_mut(container)
-            .and_then(|c| c.process_mut(exec_id))
-        {
+        if let Some(p) = process_mut(&mut self.containers, container, exec_id) {
             for (i, c) in p.io.copiers.iter().enumerate() {
                 if let Err(e) = c.register(&self.registry, base + 2 * i, base + 2 * i + 1) {
                     tracing::warn!("watch stdio of {container}/{exec_id}: {e}");
@@ -280,11 +276,7 @@ impl Service {
     /// closes the FIFO writer or the process's stdin pipe: EOF downstream).
     pub fn pump_copiers(&mut self, container: &str, exec_id: &str) {
         let registry = &self.registry;
-        let Some(p) = self
-            .containers
-            .get_mut(container)
-            .and_then(|c| c.process_mut(exec_id))
-        else {
+        let Some(p) = process_mut(&mut self.containers, container, exec_id) else {
             return;
         };
         p.io.copiers.retain(|c| {
@@ -330,11 +322,7 @@ impl Service {
     /// Stops watching a process's stdio fds.
     pub fn unwatch_process(&mut self, container: &str, exec_id: &str) {
         let registry = &self.registry;
-        let Some(p) = self
-            .containers
-            .get_mut(container)
-            .and_then(|c| c.process_mut(exec_id))
-        else {
+        let Some(p) = process_mut(&mut self.containers, container, exec_id) else {
             return;
         };
         for c in p.io.copiers.drain(..) {
@@ -431,4 +419,16 @@ pub fn status(e: berth_executor::Error) -> Status {
 
 pub fn io_status(e: std::io::Error) -> Status {
     Status::new(Code::Unknown, e.to_string())
+}
+
+/// One process of one container, for the stdio bookkeeping above (a free
+/// function so callers can hold `&self.registry` at the same time).
+fn process_mut<'a>(
+    containers: &'a mut HashMap<String, Ctr>,
+    container: &str,
+    exec_id: &str,
+) -> Option<&'a mut Proc> {
+    containers
+        .get_mut(container)
+        .and_then(|c| c.process_mut(exec_id))
 }

@@ -11,7 +11,7 @@ use berth_tests::Bundle;
 use libtest_mimic::Failed;
 use serde_json::json;
 
-use crate::support::{parse_lines, Ctx, TestResult};
+use crate::support::{first_report, Ctx, TestResult};
 use crate::{ensure, Case};
 
 pub fn cases() -> Vec<Case> {
@@ -84,10 +84,7 @@ fn exec_basics(ctx: &Ctx) -> TestResult {
                 &["/berth-probe"],
             )?
             .ok("exec probe")?;
-        let report = parse_lines(&out.stdout)?
-            .into_iter()
-            .next()
-            .ok_or("exec printed nothing")?;
+        let report = first_report(&out.stdout, "exec")?;
         let env: Vec<&str> = report["env"]
             .as_array()
             .into_iter()
@@ -108,10 +105,7 @@ fn exec_basics(ctx: &Ctx) -> TestResult {
             .rt
             .exec(id, &["--user", "1000:1000"], &["/berth-probe"])?
             .ok("exec --user")?;
-        let report = parse_lines(&out.stdout)?
-            .into_iter()
-            .next()
-            .ok_or("exec printed nothing")?;
+        let report = first_report(&out.stdout, "exec")?;
         ensure!(
             report["uid"] == 1000 && report["gid"] == 1000,
             "exec --user 1000:1000: {} {}",
@@ -132,10 +126,7 @@ fn exec_env(ctx: &Ctx) -> TestResult {
             .rt
             .exec(id, &["--env", "FOO=bar"], &["/berth-probe"])?
             .ok("exec probe")?;
-        let report = parse_lines(&out.stdout)?
-            .into_iter()
-            .next()
-            .ok_or("exec printed nothing")?;
+        let report = first_report(&out.stdout, "exec")?;
         let env: Vec<&str> = report["env"]
             .as_array()
             .into_iter()
@@ -179,10 +170,7 @@ fn exec_tty(ctx: &Ctx) -> TestResult {
             text.contains("tty-done"),
             "exec output on the pty: {text:?}"
         );
-        let report = parse_lines(&text)?
-            .into_iter()
-            .next()
-            .ok_or("no report on the pty")?;
+        let report = first_report(&text, "exec on the pty")?;
         ensure!(
             report["isatty"] == json!([true, true, true]),
             "exec stdio are not the terminal: {}",

@@ -6,7 +6,6 @@ use std::fs;
 use std::path::Path;
 
 use berth_executor::spec::{Hook, Hooks};
-use berth_tests::leaks;
 use berth_tests::runtime::Kind;
 use berth_tests::Bundle;
 use serde_json::Value;
@@ -110,11 +109,8 @@ fn all_six(ctx: &Ctx) -> TestResult {
         poststart: vec![poststart],
         poststop: vec![recording_hook(&bundle, &host, "poststop")],
     });
-    let id = ctx.id();
-    let before = ctx.snapshot(&bundle, &id);
-    ctx.create(&bundle, &id)?;
-    let checked = (|| -> TestResult {
-        let pid = ctx.pid(&id)?;
+    ctx.with_created(&bundle, |id| {
+        let pid = ctx.pid(id)?;
         let at_create = order(&out);
         let mut sorted = at_create.clone();
         sorted.sort();
@@ -126,13 +122,13 @@ fn all_six(ctx: &Ctx) -> TestResult {
             at_create[2] == "createContainer",
             "createContainer before the runtime's hooks: {at_create:?}"
         );
-        ctx.rt.start(&id)?.ok("start")?;
+        ctx.rt.start(id)?.ok("start")?;
         let at_start = order(&out);
         ensure!(
             position(&at_start, "poststart").is_some(),
             "start returned before poststart ran: {at_start:?}"
         );
-        ctx.wait(&id, "stopped")?;
+        ctx.wait(id, "stopped")?;
         let run = order(&out);
         let (sc, p, ps) = (
             position(&run, "startContainer"),
@@ -147,7 +143,7 @@ fn all_six(ctx: &Ctx) -> TestResult {
             position(&run, "poststop").is_none(),
             "poststop ran before delete: {run:?}"
         );
-        ctx.rt.delete(&id)?.ok("delete")?;
+        ctx.rt.delete(id)?.ok("delete")?;
         let all = order(&out);
         ensure!(
             all.last().map(String::as_str) == Some("poststop"),
@@ -170,7 +166,7 @@ fn all_six(ctx: &Ctx) -> TestResult {
             let text = fs::read_to_string(out.join(format!("{name}.json")))?;
             let state: Value =
                 serde_json::from_str(&text).map_err(|e| format!("{name} stdin ({e}): {text:?}"))?;
-            ensure!(state["id"] == id.as_str(), "{name}: id in {state}");
+            ensure!(state["id"] == id, "{name}: id in {state}");
             ensure!(
                 state["bundle"] == bundle.dir.to_string_lossy().as_ref(),
                 "{name}: bundle in {state}"
@@ -195,13 +191,7 @@ fn all_six(ctx: &Ctx) -> TestResult {
             wrong.join("\n")
         );
         Ok(())
-    })();
-    if checked.is_err() {
-        ctx.destroy(&id);
-    }
-    checked?;
-    leaks::check_clean(&before)?;
-    Ok(())
+    })
 }
 
 fn failing_poststart(ctx: &Ctx) -> TestResult {
@@ -217,27 +207,18 @@ fn failing_poststart(ctx: &Ctx) -> TestResult {
         ],
         ..Default::default()
     });
-    let id = ctx.id();
-    let before = ctx.snapshot(&bundle, &id);
-    ctx.create(&bundle, &id)?;
-    let checked = (|| -> TestResult {
+    ctx.with_created(&bundle, |id| {
         ctx.rt
-            .start(&id)?
+            .start(id)?
             .ok("start with a failing poststart hook")?;
         ensure!(
             marker.exists(),
             "the poststart hook after the failing one did not run"
         );
-        ctx.wait(&id, "stopped")?;
-        ctx.rt.delete(&id)?.ok("delete")?;
+        ctx.wait(id, "stopped")?;
+        ctx.rt.delete(id)?.ok("delete")?;
         Ok(())
-    })();
-    if checked.is_err() {
-        ctx.destroy(&id);
-    }
-    checked?;
-    leaks::check_clean(&before)?;
-    Ok(())
+    })
 }
 
 fn failing_poststop(ctx: &Ctx) -> TestResult {
@@ -251,26 +232,17 @@ fn failing_poststop(ctx: &Ctx) -> TestResult {
         ],
         ..Default::default()
     });
-    let id = ctx.id();
-    let before = ctx.snapshot(&bundle, &id);
-    ctx.create(&bundle, &id)?;
-    let checked = (|| -> TestResult {
-        ctx.rt.start(&id)?.ok("start")?;
-        ctx.wait(&id, "stopped")?;
+    ctx.with_created(&bundle, |id| {
+        ctx.rt.start(id)?.ok("start")?;
+        ctx.wait(id, "stopped")?;
         ctx.rt
-            .delete(&id)?
+            .delete(id)?
             .ok("delete with a failing poststop hook")?;
         ensure!(
             marker.exists(),
             "the poststop hook after the failing one did not run"
         );
-        ensure!(ctx.rt.state(&id).is_err(), "the container survived delete");
+        ensure!(ctx.rt.state(id).is_err(), "the container survived delete");
         Ok(())
-    })();
-    if checked.is_err() {
-        ctx.destroy(&id);
-    }
-    checked?;
-    leaks::check_clean(&before)?;
-    Ok(())
+    })
 }

@@ -6,7 +6,7 @@
 use berth_tests::runtime::{CreateOptions, Io, Kind};
 
 use crate::exec::with_running;
-use crate::support::{parse_lines, Ctx, TestResult};
+use crate::support::{first_report, Ctx, TestResult};
 use crate::{ensure, Case};
 
 pub fn cases() -> Vec<Case> {
@@ -62,10 +62,7 @@ fn no_new_keyring(ctx: &Ctx) -> TestResult {
         ..Default::default()
     };
     let out = ctx.run_with(&bundle, &opts, Io::default())?;
-    let report = parse_lines(&out.stdout)?
-        .into_iter()
-        .next()
-        .ok_or("the probe printed nothing")?;
+    let report = first_report(&out.stdout, "the probe")?;
     ensure!(
         report["session_keyring"] == ours.as_str(),
         "with --no-new-keyring the container should keep {ours:?}, it has {}",
@@ -81,10 +78,7 @@ fn exec_joins(ctx: &Ctx) -> TestResult {
             .rt
             .exec(id, &none, &["/berth-probe"])?
             .ok("exec probe")?;
-        let report = parse_lines(&out.stdout)?
-            .into_iter()
-            .next()
-            .ok_or("exec printed nothing")?;
+        let report = first_report(&out.stdout, "exec")?;
         let name = report["session_keyring"].as_str().unwrap_or("");
         ensure!(
             name.ends_with(id),

@@ -174,6 +174,21 @@ and {leak}"
         Ok(())
     }
 
+    /// Creates a container from `bundle`, runs `f` with its id, force-deletes
+    /// it if `f` failed, and checks that nothing is left behind.
+    pub fn with_created(&self, bundle: &Bundle, f: impl FnOnce(&str) -> TestResult) -> TestResult {
+        let id = self.id();
+        let before = self.snapshot(bundle, &id);
+        self.create(bundle, &id)?;
+        let checked = f(&id);
+        if checked.is_err() {
+            self.destroy(&id);
+        }
+        checked?;
+        leaks::check_clean(&before)?;
+        Ok(())
+    }
+
     /// Kills (if needed) and deletes a container, ignoring errors: cleanup.
     pub fn destroy(&self, id: &str) {
         let _ = self.rt.delete_force(id);
@@ -214,6 +229,15 @@ pub fn parse_lines(text: &str) -> Result<Vec<Value>, Failed> {
             serde_json::from_str(l).map_err(|e| Failed::from(format!("bad probe JSON ({e}): {l}")))
         })
         .collect()
+}
+
+/// The first JSON object the probe printed in `text`; `what` names the
+/// command for the error when there is none.
+pub fn first_report(text: &str, what: &str) -> Result<Value, Failed> {
+    parse_lines(text)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("{what} printed nothing").into())
 }
 
 /// The host's own namespace link (e.g. "net:[4026531840]").
